@@ -1,0 +1,1 @@
+"""`emp bench`: measure emp against its speed and memory targets (runner) and show it (report)."""

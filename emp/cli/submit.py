@@ -1,0 +1,132 @@
+"""`emp submit`: parse the options into one job document, then call :func:`emp.submit.run_submit`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from emp.cli import common
+
+SUBMIT_EPILOG = (
+    "Prints the job ids, one per line (--json: a JSON array of the jobs). "
+    "--wait follows the jobs (a progress bar on stderr; plain status lines when stderr is not a terminal) and "
+    "exits 0 when all completed; otherwise the worst outcome wins: 3 if any job is unworkable, else 1 if any "
+    "failed, else 2 if any was cancelled. With --wait an unreachable Redis exits 5 (not 3, which means "
+    "unworkable there); bad input exits 2 before anything is written. "
+    "--delay/--at are turned into a run time with this machine's clock. "
+    "--count above 1000 is sent in batches of 1000: each batch is all-or-nothing."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `emp submit` to the root app."""
+    app.command("submit", epilog=SUBMIT_EPILOG)(submit)
+
+
+def submit(
+    ctx: typer.Context,
+    service: Annotated[str, typer.Argument(help="Service that runs the job (e.g. comfyui, simulation).")],
+    payload: Annotated[
+        str | None,
+        typer.Option("--payload", metavar="JSON|@FILE|-", help="Job payload: a JSON object, @file, or - for stdin."),
+    ] = None,
+    priority: Annotated[int | None, typer.Option("--priority", help="0..1000, higher first (default 50).")] = None,
+    require: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--require",
+            metavar="KEY=VALUE",
+            help="Positive requirement (repeatable). KEY is a dot path into worker capabilities; VALUE is JSON "
+            'when it parses (16, true, ["a"]), else a string.',
+        ),
+    ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            metavar="KEY=VALUE",
+            help="Negative requirement (repeatable): workers matching it are excluded.",
+        ),
+    ] = None,
+    requirements: Annotated[
+        str | None,
+        typer.Option(
+            "--requirements",
+            metavar="JSON|@FILE",
+            help="Requirements object (may hold positive_requirements / negative_requirements); merged with "
+            "--require / --exclude.",
+        ),
+    ] = None,
+    customer: Annotated[str | None, typer.Option("--customer", metavar="ID", help="Customer id.")] = None,
+    workflow_id: Annotated[str | None, typer.Option("--workflow-id", metavar="ID", help="Workflow id.")] = None,
+    workflow_priority: Annotated[
+        int | None, typer.Option("--workflow-priority", metavar="N", help="Priority of the whole workflow.")
+    ] = None,
+    workflow_datetime: Annotated[
+        int | None,
+        typer.Option("--workflow-datetime", metavar="MS", help="Workflow start, epoch ms (orders its steps)."),
+    ] = None,
+    step: Annotated[int | None, typer.Option("--step", metavar="N", help="Step number in the workflow.")] = None,
+    total_steps: Annotated[
+        int | None, typer.Option("--total-steps", metavar="N", help="Steps in the workflow.")
+    ] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option("--max-attempts", metavar="N", help="Counted attempts (default 3).")
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option("--timeout", metavar="SECONDS", help="Per-attempt time limit.")
+    ] = None,
+    delay: Annotated[
+        float | None, typer.Option("--delay", metavar="SECONDS", help="Run no earlier than this from now.")
+    ] = None,
+    at: Annotated[
+        str | None,
+        typer.Option("--at", metavar="ISO8601", help="Run no earlier than this time (no zone = local time)."),
+    ] = None,
+    job_id: Annotated[
+        str | None,
+        typer.Option("--id", metavar="ID", help="Job id (default: generated). With --count N: ID-0 .. ID-(N-1)."),
+    ] = None,
+    count: Annotated[int, typer.Option("--count", metavar="N", min=1, help="Submit N copies.")] = 1,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the jobs to end; the exit code tells how.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as a JSON array.")] = False,
+) -> None:
+    """Submit a job (or --count copies of it)."""
+    settings = common.settings_of(ctx)
+    from emp import submit as area
+
+    try:
+        doc = area.build_document(
+            service=service,
+            payload=common.parse_json_object(payload, "--payload") if payload is not None else None,
+            priority=priority,
+            requirements=area.merge_requirements(
+                common.parse_json_object(requirements, "--requirements", stdin_ok=False)
+                if requirements is not None
+                else None,
+                common.parse_key_values(require or [], "--require"),
+                common.parse_key_values(exclude or [], "--exclude"),
+            ),
+            customer_id=customer,
+            workflow_id=workflow_id,
+            workflow_priority=workflow_priority,
+            workflow_datetime=workflow_datetime,
+            step=step,
+            total_steps=total_steps,
+            max_attempts=max_attempts,
+            timeout_s=timeout,
+            run_at=area.run_at_ms(delay, at),
+        )
+        wires = area.prepare_wires(doc, count=count, job_id=job_id, max_payload_bytes=settings.max_payload_bytes)
+    except ValueError as exc:  # BadInput, the model's validation errors
+        common.fail(str(exc), common.EXIT_BAD_INPUT)
+    url = common.resolve_redis_url(settings)
+    code = common.run(
+        area.run_submit(
+            url, settings.namespace, wires, max_payload_bytes=settings.max_payload_bytes, wait=wait, as_json=as_json
+        ),
+        url=url,
+        unreachable_code=common.EXIT_UNREACHABLE_WAIT if wait else common.EXIT_UNREACHABLE,
+    )
+    raise typer.Exit(code)

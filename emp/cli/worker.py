@@ -1,0 +1,114 @@
+"""`emp worker`: parse the options into a WorkerConfig, then run :func:`emp.worker.runtime.run_worker`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from emp.cli import common
+
+WORKER_EPILOG = (
+    "Signals: the first SIGTERM/SIGINT drains (running jobs get --drain-timeout seconds, then go back to the "
+    "queue) and exits 0; a second one releases them at once and exits 1. "
+    "Exit codes: 0 ok, 1 forced stop, 2 bad input, 3 Redis unreachable."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `emp worker` to the root app."""
+    app.command("worker", epilog=WORKER_EPILOG)(worker)
+
+
+def worker(
+    ctx: typer.Context,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            metavar="ID",
+            help="Worker id (env EMP_WORKER_ID / WORKER_ID; default host-pid-random). "
+            "With --concurrency N the slots are ID-0 .. ID-(N-1).",
+            show_default=False,
+        ),
+    ] = None,
+    machine_id: Annotated[
+        str | None,
+        typer.Option("--machine-id", metavar="ID", help="Machine id (env EMP_MACHINE_ID; default the host name)."),
+    ] = None,
+    services: Annotated[
+        str | None,
+        typer.Option(
+            "--services",
+            metavar="A,B",
+            help="Services this worker runs (env EMP_WORKER_SERVICES / WORKER_SERVICES; default simulation).",
+        ),
+    ] = None,
+    connector: Annotated[str, typer.Option("--connector", metavar="NAME", help="Connector that runs jobs.")] = (
+        "simulation"
+    ),
+    capabilities: Annotated[
+        str | None,
+        typer.Option(
+            "--capabilities",
+            metavar="JSON|@FILE",
+            help="Capabilities to advertise (hardware, models, customer_access, pool, custom fields).",
+        ),
+    ] = None,
+    workflow_id: Annotated[
+        str | None,
+        typer.Option(
+            "--workflow-id", metavar="ID", help="Take only this workflow's jobs (env EMP_WORKER_WORKFLOW_ID)."
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", metavar="N", min=1, help="Slots in this process (one worker id each).")
+    ] = 1,
+    burst: Annotated[bool, typer.Option("--burst", help="Exit 0 once no job this worker can run is left.")] = False,
+    max_jobs: Annotated[
+        int | None, typer.Option("--max-jobs", metavar="N", min=1, help="Exit after finishing N jobs.")
+    ] = None,
+    drain_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--drain-timeout", metavar="S", min=0, help="Grace period on SIGTERM (env EMP_DRAIN_TIMEOUT; default 25)."
+        ),
+    ] = None,
+    lease_ttl: Annotated[
+        float | None,
+        typer.Option("--lease-ttl", metavar="S", min=0.001, help="Job lease (env EMP_LEASE_TTL; default 30)."),
+    ] = None,
+) -> None:
+    """Run a worker: claim jobs of its services that it can run, run them, report progress and results."""
+    settings = common.settings_of(ctx)
+    try:
+        caps = common.parse_json_object(capabilities, "--capabilities", stdin_ok=False) if capabilities else {}
+    except ValueError as exc:
+        common.fail(str(exc), common.EXIT_BAD_INPUT)
+    service_list = common.parse_csv(services) if services is not None else list(settings.worker_services)
+    if services is not None and not service_list:
+        common.fail("--services: give at least one service", common.EXIT_BAD_INPUT)
+    url = common.resolve_redis_url(settings)
+    from emp.worker.runtime import WorkerConfig, run_worker
+
+    cfg = WorkerConfig(
+        redis_url=url,
+        namespace=settings.namespace,
+        worker_id=worker_id or settings.worker_id,
+        machine_id=machine_id or settings.machine_id,
+        services=service_list or ["simulation"],
+        connector=connector,
+        capabilities=caps,
+        workflow_id=workflow_id or settings.worker_workflow_id,
+        concurrency=concurrency,
+        burst=burst,
+        max_jobs=max_jobs,
+        drain_timeout_s=settings.drain_timeout_s if drain_timeout is None else drain_timeout,
+        lease_ttl_s=settings.lease_ttl_s if lease_ttl is None else lease_ttl,
+        worker_ttl_s=settings.worker_ttl_s,
+        idle_poll_s=settings.idle_poll_s,
+        progress_min_interval_s=settings.progress_min_interval_s,
+        max_lost_leases=settings.max_lost_leases,
+        unworkable_grace_s=settings.unworkable_grace_s,
+    )
+    raise typer.Exit(common.run(run_worker(cfg), url=url))

@@ -1,0 +1,95 @@
+"""Every default of emp, in one place, each with the reason it has that value.
+
+Settings (``emp.config``) and CLI options read their defaults from here; nothing else hard-codes
+a timeout, TTL, size or interval.
+"""
+
+from __future__ import annotations
+
+NAMESPACE = "emp"
+"""Key namespace: keys live under ``{emp}:`` (one hash tag, so every Function is cluster-safe)."""
+
+LEASE_TTL_S = 30.0
+"""How long a claimed job stays owned without a heartbeat. Long enough to ride out a GC pause or a
+slow network; short enough that a dead spot machine's job is back in the queue within a minute."""
+
+HEARTBEAT_FRACTION = 1 / 3
+"""Workers heartbeat every lease_ttl * this: two heartbeats may be lost before the lease lapses."""
+
+WORKER_TTL_S = 30.0
+"""A worker registration lives this long without a refresh; live-worker views drop it after."""
+
+IDLE_POLL_S = 5.0
+"""An idle worker re-checks the queues this often even without a wake-up (pub/sub-free fallback
+for a lost wake: a wake list entry can be lost only if Redis restarts)."""
+
+IDLE_TTL_S = 15.0
+"""An idle-set entry outlives three idle polls; a dead idle worker stops being woken after it."""
+
+WAKE_CANDIDATES = 8
+"""How many idle workers one enqueue inspects to find one that can run the job."""
+
+CLAIM_MAX_SIGNATURES = 256
+"""Signatures one claim call may walk: bounds the call's time whatever the queue shape."""
+
+CLAIM_LOOKAHEAD = 16
+"""How deep into one queue a claim looks past jobs that fail per-job rules (customer, avoid)."""
+
+MAINTENANCE_PAGE = 100
+"""Due scheduled jobs promoted / expired leases requeued per Function call: bounded work."""
+
+MAX_ATTEMPTS = 3
+"""Counted attempts per job (the original's max_retries=3 meant 3 attempts)."""
+
+MAX_LOST_LEASES = 3
+"""Lost leases (worker died) before a job is failed as worker_lost: stops a poison job that kills
+every worker it lands on."""
+
+MAX_UNAVAILABLE = 20
+"""service_unavailable requeues (not counted as attempts) before the job fails anyway."""
+
+RETRY_BASE_MS = 1000
+RETRY_MAX_MS = 60_000
+RETRY_JITTER = 0.5
+"""Exponential backoff for transient/timeout/unknown failures: base * 2^(tries-1), capped, then
+reduced by up to JITTER (x (1 - jitter*r)) so a burst of failures does not retry in lockstep."""
+
+UNAVAILABLE_DELAY_MS = 2000
+"""A job whose service was down is requeued after this, without using an attempt."""
+
+AVOID_WORKER_MS = 60_000
+"""After resource_exhausted on a worker, that worker skips the job this long (another worker
+should take it; a lone worker still gets it back afterwards)."""
+
+PRIORITY = 50
+PRIORITY_MIN = 0
+PRIORITY_MAX = 1000
+
+MAX_PAYLOAD_BYTES = 1_048_576
+"""Largest payload accepted (JSON text). GPU jobs carry graphs and URLs, not images: images go
+through storage. Checked by the client and again inside the submit Function."""
+
+MAX_BATCH = 1000
+"""Jobs per submit Function call when submitting in bulk: keeps one call under a few ms."""
+
+EVENTS_MAXLEN = 100_000
+"""Approximate cap of the global event stream; views that fall further behind re-snapshot."""
+
+JOB_EVENTS_MAXLEN = 200
+"""Approximate cap of one job's event stream (progress is coalesced, so this is plenty)."""
+
+RETENTION_S = 7 * 24 * 3600
+"""Terminal jobs (and their payload and events) expire after this."""
+
+UNWORKABLE_GRACE_S = 30.0
+"""A job waits this long with no live matching worker before it is marked unworkable: fleets
+restart workers, and a job should not flip to unworkable during a rolling restart."""
+
+PROGRESS_MIN_INTERVAL_S = 0.25
+"""Workers write progress at most 4 times a second per job; the last value is always written."""
+
+DRAIN_TIMEOUT_S = 25.0
+"""First SIGTERM: let the running job finish this long (Salad/K8s give 30 s before SIGKILL)."""
+
+STATE_DIR_NAME = "emp"
+"""Local state (embedded redis-server data and its URL file) lives under $XDG_STATE_HOME/emp."""

@@ -1,0 +1,706 @@
+"""`emp demo`: a whole emp fleet on one machine, in one command.
+
+It starts (or reuses) a local redis-server, loads the Function library, starts simulated worker
+processes with different capabilities (a 24 GB "rtx4090", a 48 GB "a6000", a CPU box), runs the
+maintenance loop in-process, submits a mixed batch of jobs and follows them live from the event
+stream until each one reached the state it was meant to reach:
+
+- plain jobs of varied priority: completed;
+- jobs that need 40 GB or a model only some workers have: completed, on the right worker;
+- a three-step workflow (one workflow_priority / workflow_datetime): completed, in step order;
+- a job that fails transiently once: completed on attempt 2 (after a backoff);
+- a malformed job: failed at once, no retry;
+- a job that needs 80 GB, which no worker has: unworkable (after the grace period).
+
+Then it prints a summary and shuts everything down in order: workers get SIGTERM (they drain),
+the local redis-server stops last. Ctrl-C at any time does the same clean shutdown.
+
+``--smoke`` (automatic when stdin is not a terminal) runs without the live screen, prints a plain
+progress line at most once a second, and exits 0 only when every job reached its expected state
+within the deadline, else 1 with the list of mismatches.
+
+Each run uses a fresh namespace (``demo<hex>``), so runs against the same persisted Redis never
+mix, and the worker processes' logs go to ``<state_dir>/demo/<namespace>/``. Jobs submitted from
+another terminal into that namespace (`emp --namespace demo<hex> submit ...`, which finds the
+local server through ``<state_dir>/redis.url``) join the live table, without an expectation.
+At the end, the demo's jobs still open (the unworkable one) are cancelled, so nothing lingers.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import anyio
+from rich.console import Console
+from rich.live import Live
+
+from emp import defaults
+from emp.config import Settings, redacted_url
+from emp.demo_view import (
+    END_STATES,
+    DemoEvent,
+    DemoState,
+    JobRow,
+    apply_event,
+    apply_snapshot,
+    progress_line,
+    render_demo,
+    render_summary,
+)
+from emp.maintenance import maintenance_loop
+from emp.model.events import Event
+from emp.model.job import parse_submission
+from emp.model.matching import requirements_match
+from emp.model.requirements import canonical_from_text
+from emp.redis import library
+from emp.redis.calls import Calls
+from emp.redis.client import connect
+from emp.redis.embedded import EmbeddedRedis, read_live_url
+from emp.redis.streams import StreamGap, read_after
+
+log = logging.getLogger(__name__)
+
+SMOKE_DEADLINE_S = 60.0
+"""--smoke: every job must reach its expected state within this (a healthy run takes ~15 s)."""
+
+INTERACTIVE_DEADLINE_S = 180.0
+"""The live demo gives up (and says which jobs are stuck) after this."""
+
+DEMO_GRACE_S = 3.0
+"""Unworkable grace for the demo's namespace: short, so the impossible job shows up quickly."""
+
+MAINTENANCE_INTERVAL_S = 1.0
+REGISTER_TIMEOUT_S = 30.0
+"""Worker processes must all be registered within this (a cold Python start takes ~1 s)."""
+
+WORKER_DRAIN_S = 5.0
+"""Drain timeout given to the demo's workers: every job has ended by then anyway."""
+
+STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
+"""After SIGTERM, a worker process gets this long to exit before SIGKILL."""
+
+LIVE_PACE = 2.0
+"""The live screen stretches job steps by this, so a person can follow them (~15 s in all)."""
+
+SMOKE_LINE_INTERVAL_S = 1.0
+LIVE_REFRESH_S = 0.1
+EXIT_INTERRUPTED = 130
+
+
+# -- the fleet and the jobs (pure) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkerKind:
+    """One kind of simulated machine: its services, capabilities and slots."""
+
+    name: str
+    services: tuple[str, ...]
+    capabilities: dict[str, Any]
+    concurrency: int = 2
+
+
+WORKER_KINDS: tuple[WorkerKind, ...] = (
+    WorkerKind(
+        "rtx4090",
+        ("simulation", "comfyui-sim"),
+        {
+            "hardware": {"gpu_model": "rtx4090", "gpu_memory_gb": 24, "ram_gb": 64, "cpu_cores": 16},
+            "models": {"comfyui-sim": ["sdxl", "flux-dev"]},
+            "pool": "demo",
+        },
+    ),
+    WorkerKind(
+        "a6000",
+        ("simulation", "comfyui-sim"),
+        {
+            "hardware": {"gpu_model": "a6000", "gpu_memory_gb": 48, "ram_gb": 128, "cpu_cores": 32},
+            "models": {"comfyui-sim": ["sdxl", "flux-dev", "sd35-large"]},
+            "pool": "demo",
+        },
+    ),
+    WorkerKind(
+        "cpu",
+        ("simulation",),
+        {"hardware": {"gpu_memory_gb": 0, "ram_gb": 16, "cpu_cores": 8}, "pool": "demo"},
+    ),
+)
+
+
+@dataclass(frozen=True)
+class DemoWorker:
+    """One worker process of the demo fleet."""
+
+    name: str
+    kind: WorkerKind
+
+    @property
+    def worker_id(self) -> str:
+        return f"demo-{self.name}"
+
+    @property
+    def slot_count(self) -> int:
+        return self.kind.concurrency
+
+
+def demo_fleet(count: int) -> list[DemoWorker]:
+    """``count`` worker processes, cycling through the kinds: rtx4090, a6000, cpu, rtx4090-2, ..."""
+    if count < 1:
+        raise ValueError("the demo needs at least one worker")
+    fleet = []
+    for i in range(count):
+        kind = WORKER_KINDS[i % len(WORKER_KINDS)]
+        n = i // len(WORKER_KINDS)
+        fleet.append(DemoWorker(kind.name if n == 0 else f"{kind.name}-{n + 1}", kind))
+    return fleet
+
+
+@dataclass(frozen=True)
+class DemoJob:
+    """A job the demo submits, and the state it must end in (given a fleet that can run it)."""
+
+    id: str
+    label: str
+    submission: dict[str, Any]
+    expected: str = "completed"
+    expected_attempt: int | None = None
+
+    @property
+    def service(self) -> str:
+        return str(self.submission["service"])
+
+    @property
+    def priority(self) -> int:
+        return int(self.submission.get("workflow_priority", self.submission.get("priority", defaults.PRIORITY)))
+
+
+def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7) -> list[DemoJob]:
+    """The batch the demo submits (deterministic for a seed): 22 jobs, see the module docstring.
+    ``pace`` stretches every step (the live screen runs slower than --smoke, for human eyes)."""
+    rng = random.Random(seed)
+
+    def sim(steps: int, step_ms: int, **extra: Any) -> dict[str, Any]:
+        return {"steps": steps, "step_ms": int(step_ms * pace), **extra}
+
+    def job(
+        job_id: str,
+        label: str,
+        service: str,
+        priority: int,
+        payload: dict[str, Any],
+        expected: str = "completed",
+        attempt: int | None = None,
+        **fields: Any,
+    ) -> DemoJob:
+        submission = {"service": service, "priority": priority, "payload": payload, **fields}
+        return DemoJob(job_id, label, submission, expected, attempt)
+
+    def gpu(gb: int) -> dict[str, Any]:
+        return {"hardware": {"gpu_memory_gb": gb}}
+
+    jobs = [
+        job(
+            f"sim-{i:02d}",
+            f"simulation, priority {p}",
+            "simulation",
+            p,
+            sim(rng.randint(5, 12), rng.choice((120, 200))),
+        )
+        for i, p in enumerate((90, 50, 10, 70, 50, 30, 80, 50, 20, 60), start=1)
+    ]
+    jobs += [
+        job(f"img-{m.partition('-')[0]}-{i}", f"needs model {m}", "comfyui-sim", 60, sim(rng.randint(6, 10), 150),
+            requirements={"models": [m]})
+        for i, m in enumerate(("sdxl", "sdxl", "flux-dev"), start=1)
+    ]  # fmt: skip
+    jobs.append(
+        job("img-sd35", "needs model sd35-large (a6000 only)", "comfyui-sim", 55, sim(8, 150),
+            requirements={"models": ["sd35-large"]})
+    )  # fmt: skip
+    jobs += [
+        job(f"big-40g-{i}", "needs gpu_memory_gb >= 40", "comfyui-sim", 65, sim(8, 150), requirements=gpu(40))
+        for i in (1, 2)
+    ]
+    # One workflow: its steps share workflow_priority and workflow_datetime, so they run before
+    # newer work of the same priority, in step order.
+    workflow: dict[str, Any] = {
+        "workflow_id": f"wf-{now_ms}",
+        "workflow_priority": 75,
+        "workflow_datetime": now_ms - 60_000,
+    }
+    jobs += [
+        job(f"wf-step-{n}", f"workflow step {n}/3 (workflow_priority 75)", "simulation", 50, sim(5, 150),
+            step=n, total_steps=3, **workflow)
+        for n in (1, 2, 3)
+    ]  # fmt: skip
+    jobs += [
+        job("flaky", "fails transiently once, then succeeds", "simulation", 85,
+            sim(6, 120, fail="transient", fail_attempts=1), attempt=2),
+        job("bad-input", "malformed: fails at once, no retry", "simulation", 85, sim(4, 100, fail="malformed"),
+            expected="failed"),
+        job("huge-80g", "needs gpu_memory_gb >= 80: no such worker", "comfyui-sim", 40, sim(4, 100),
+            expected="unworkable", requirements=gpu(80)),
+    ]  # fmt: skip
+    return jobs
+
+
+def worker_capabilities(worker: DemoWorker) -> dict[str, Any]:
+    """The capabilities the worker registers, as far as matching cares (services added as the
+    worker runtime does)."""
+    caps = json.loads(json.dumps(worker.kind.capabilities))
+    caps["services"] = list(worker.kind.services)
+    return dict(caps)
+
+
+def runnable(job: DemoJob, wire: dict[str, Any], fleet: Sequence[DemoWorker]) -> bool:
+    """Can some worker of ``fleet`` run ``job``? (``wire``: its submit wire, with canonical requirements.)"""
+    requirements = canonical_from_text(str(wire.get("requirements") or "{}"))
+    return any(
+        job.service in w.kind.services and requirements_match(requirements, worker_capabilities(w), job.service)
+        for w in fleet
+    )
+
+
+def expected_rows(
+    jobs: Sequence[DemoJob], wires: Sequence[dict[str, Any]], fleet: Sequence[DemoWorker]
+) -> list[JobRow]:
+    """The demo's job rows. A job the chosen fleet cannot run is expected to end unworkable
+    (with ``--workers 1`` the a6000-only jobs do)."""
+    rows = []
+    for job, wire in zip(jobs, wires, strict=True):
+        expected, attempt = job.expected, job.expected_attempt
+        if not runnable(job, wire, fleet):
+            expected, attempt = "unworkable", None
+        rows.append(JobRow(job.id, job.label, job.service, job.priority, expected, attempt))
+    return rows
+
+
+def worker_argv(worker: DemoWorker, namespace: str) -> list[str]:
+    """The command line of one worker process. The Redis URL goes in the environment (EMP_REDIS_URL),
+    not in argv, where `ps` would show its password to every user of the machine."""
+    return [
+        sys.executable,
+        "-m",
+        "emp",
+        "--namespace",
+        namespace,
+        "worker",
+        "--id",
+        worker.worker_id,
+        "--machine-id",
+        f"demo-{worker.name}-box",
+        "--services",
+        ",".join(worker.kind.services),
+        "--connector",
+        "simulation",
+        "--capabilities",
+        json.dumps(worker.kind.capabilities, separators=(",", ":")),
+        "--concurrency",
+        str(worker.kind.concurrency),
+        "--drain-timeout",
+        f"{WORKER_DRAIN_S:g}",
+    ]
+
+
+# -- the run --------------------------------------------------------------------------------------
+
+
+@dataclass
+class WorkerProcess:
+    worker: DemoWorker
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: Any = None
+
+    def tail(self, lines: int = 8) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join("    " + line for line in text.strip().splitlines()[-lines:])
+
+
+@dataclass
+class Demo:
+    """One run of the demo against a Redis at ``url`` (already running)."""
+
+    settings: Settings
+    url: str
+    smoke: bool
+    workers: int
+    deadline_s: float
+    console: Console
+    out: TextIO
+    namespace: str = field(default_factory=lambda: "demo" + secrets.token_hex(3))
+    procs: list[WorkerProcess] = field(default_factory=list)
+    interrupted: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
+        self.client = connect(self.url)
+        self.calls = Calls(self.client, self.namespace)
+        self.fleet = demo_fleet(self.workers)
+        self.last_id = "0-0"
+        self.done = anyio.Event()
+        self.t0 = time.monotonic()
+        self.log_dir = self.settings.state_dir / "demo" / self.namespace
+
+    # -- top level --------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Run to the end (or a signal); the summary is printed before the shutdown starts."""
+        try:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._watch_signals, tg.cancel_scope)
+                    await self._main()
+                    tg.cancel_scope.cancel()
+            except BaseExceptionGroup as group:
+                # One error (Redis unreachable, say) reaches the CLI as itself, for its exit code.
+                raise _sole(group) from None
+            code = self._report()
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._shutdown()
+        return code
+
+    def _report(self) -> int:
+        """Print the summary; the exit code: 0 every job as expected, 1 not, 130 interrupted."""
+        if not self.state.jobs:  # the workers never came up: _main said why
+            return EXIT_INTERRUPTED if self.interrupted else 1
+        self.state.elapsed_s = time.monotonic() - self.t0
+        self.console.print(render_summary(self.state))
+        if self.interrupted:
+            self._say("interrupted: stopping the workers and cancelling the jobs still open")
+            return EXIT_INTERRUPTED
+        if not self.state.all_reached():
+            self._say("mismatches:\n" + "\n".join("  " + m for m in self.state.mismatches()))
+            return 1
+        return 0
+
+    async def _watch_signals(self, scope: anyio.CancelScope) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self.interrupted = True
+                self.state.phase = "interrupted: shutting down"
+                scope.cancel()
+                return
+
+    async def _main(self) -> None:
+        await library.ensure_loaded(self.client)
+        self._say(f"emp demo: namespace {self.namespace}, redis {redacted_url(self.url)}, logs in {self.log_dir}")
+        self._start_workers()
+        if not await self._wait_registered():
+            return
+        snap = await self.calls.snapshot(max_active=10, max_workers=100, max_recent=1)
+        self.last_id = str(snap.get("stream_id") or "0-0")
+        await self._submit()
+        self.t0 = time.monotonic()
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._follow)
+            tg.start_soon(self._watch_workers)
+            tg.start_soon(
+                lambda: maintenance_loop(
+                    self.calls,
+                    interval_s=MAINTENANCE_INTERVAL_S,
+                    grace_s=DEMO_GRACE_S,
+                    max_lost=self.settings.max_lost_leases,
+                    stop=stop,
+                )
+            )
+            if self.smoke:
+                tg.start_soon(self._print_progress)
+            with anyio.move_on_after(self.deadline_s):
+                if self.smoke:
+                    await self.done.wait()
+                else:
+                    await self._live_until_done()
+            stop.set()
+            tg.cancel_scope.cancel()
+
+    def _say(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    def _start_workers(self) -> None:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.update(
+            {
+                "EMP_REDIS_URL": self.url,
+                "EMP_NAMESPACE": self.namespace,
+                "EMP_UNWORKABLE_GRACE_S": f"{DEMO_GRACE_S:g}",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for worker in self.fleet:
+            path = self.log_dir / f"{worker.name}.log"
+            out = open(path, "ab")  # closed in _shutdown, once the process has exited
+            # A session of its own: a Ctrl-C in the terminal reaches the demo only, which then
+            # stops the workers in order (one SIGTERM each: drain), instead of every process at once.
+            proc = subprocess.Popen(
+                worker_argv(worker, self.namespace),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+            self.procs.append(WorkerProcess(worker, proc, path, out))
+            log.info("started worker %s (pid %d)", worker.worker_id, proc.pid)
+
+    async def _wait_registered(self) -> bool:
+        want = sum(w.slot_count for w in self.fleet)
+        self._say(f"starting {_plural(len(self.fleet), 'worker process', 'worker processes')} ({want} slots)...")
+        with anyio.move_on_after(REGISTER_TIMEOUT_S):
+            while True:
+                live = await self.calls.live_workers()
+                if len(live) >= want:
+                    for w in live:
+                        apply_event(self.state, DemoEvent("worker_registered", worker=w.id))
+                    return True
+                dead = [p for p in self.procs if p.proc.poll() is not None]
+                if dead:
+                    for p in dead:
+                        self._say(f"worker {p.worker.worker_id} exited with code {p.proc.returncode}:\n{p.tail()}")
+                    return False
+                await anyio.sleep(0.1)
+        self._say(f"workers did not register within {REGISTER_TIMEOUT_S:g} s; logs in {self.log_dir}")
+        for p in self.procs:
+            self._say(f"{p.worker.worker_id}:\n{p.tail()}")
+        return False
+
+    async def _watch_workers(self) -> None:
+        """A worker process that dies is reported (its jobs come back when their leases lapse)."""
+        reported: set[int] = set()
+        while True:
+            for p in self.procs:
+                if p.proc.poll() is not None and p.proc.pid not in reported:
+                    reported.add(p.proc.pid)
+                    self.state.log.append(f"worker process {p.worker.worker_id} exited ({p.proc.returncode})")
+            if all(p.proc.poll() is not None for p in self.procs):
+                self.done.set()
+                return
+            await anyio.sleep(0.5)
+
+    # -- jobs -------------------------------------------------------------------------------------
+
+    async def _submit(self) -> None:
+        now_ms = int(time.time() * 1000)
+        jobs = demo_jobs(now_ms, pace=1.0 if self.smoke else LIVE_PACE)
+        max_payload = self.settings.max_payload_bytes
+        wires = [parse_submission({"id": j.id, **j.submission}).to_wire(max_payload) for j in jobs]
+        for row in expected_rows(jobs, wires, self.fleet):
+            self.state.add_job(row)
+        statuses = await self.calls.submit(wires, max_payload)
+        for job, status in zip(jobs, statuses, strict=True):
+            row = self.state.jobs[job.id]
+            if row.status == "submitted":
+                row.status = status
+        self._say(
+            f"submitted {len(jobs)} jobs; add your own from another terminal with: "
+            f"emp --namespace {self.namespace} submit simulation --payload '{{\"steps\": 20}}'"
+        )
+
+    async def _follow(self) -> None:
+        """Fold the event stream into the state; re-snapshot when the stream has a gap."""
+        gap = failing = False
+        while True:
+            try:
+                if gap:
+                    await self._resnapshot()
+                    gap = False
+                events = await read_after(self.client, self.calls.keys.events, self.last_id, block_ms=250)
+            except StreamGap:
+                gap = True
+                continue
+            except Exception as exc:  # Redis restarting: the view waits and retries
+                if not failing:
+                    log.warning("reading events: %s: %s", type(exc).__name__, exc)
+                    self.state.log.append(f"lost Redis ({type(exc).__name__}); retrying")
+                failing = True
+                await anyio.sleep(0.5)
+                continue
+            failing = False
+            for ev in events:
+                self.last_id = ev.id
+                apply_event(self.state, _demo_event(ev))
+            self._check_done()
+
+    async def _resnapshot(self) -> None:
+        snap = await self.calls.snapshot(max_active=500, max_workers=100, max_recent=500)
+        listed = {str(r.get("id")) for key in ("active_jobs", "recent") for r in snap.get(key, [])}
+        extra: dict[str, dict[str, Any]] = {}
+        for job_id in self.state.jobs:
+            if job_id not in listed:
+                found = await self.calls.get_job(job_id, events=1)
+                if found is not None and isinstance(found.get("fields"), dict):
+                    extra[job_id] = found["fields"]
+        apply_snapshot(self.state, snap, extra)
+        self.last_id = str(snap.get("stream_id") or "0-0")
+        self.state.log.append("event stream had a gap: re-snapshotted")
+        if self.smoke:
+            self._say("event stream had a gap: re-snapshotted")
+
+    def _check_done(self) -> None:
+        own = self.state.own_jobs()
+        if self.state.all_reached() or all(j.status in END_STATES for j in own):
+            self.done.set()
+
+    # -- display ----------------------------------------------------------------------------------
+
+    async def _live_until_done(self) -> None:
+        with Live(render_demo(self.state), console=self.console, auto_refresh=False, transient=False) as live:
+            while not self.done.is_set():
+                self.state.elapsed_s = time.monotonic() - self.t0
+                live.update(render_demo(self.state), refresh=True)
+                with anyio.move_on_after(LIVE_REFRESH_S):
+                    await self.done.wait()
+            self.state.elapsed_s = time.monotonic() - self.t0
+            live.update(render_demo(self.state), refresh=True)
+
+    async def _print_progress(self) -> None:
+        last = ""
+        while True:
+            self.state.elapsed_s = time.monotonic() - self.t0
+            line = progress_line(self.state)
+            if line.partition("] ")[2] != last:
+                last = line.partition("] ")[2]
+                self._say(line)
+            await anyio.sleep(SMOKE_LINE_INTERVAL_S)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def _shutdown(self) -> None:
+        """Cancel what the demo leaves unfinished, SIGTERM the workers (drain), wait, then SIGKILL."""
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch_second_signal)
+            try:
+                await self._cancel_leftovers()
+                await self._stop_workers()
+            finally:
+                tg.cancel_scope.cancel()
+        for p in self.procs:
+            if p.log_file is not None:
+                p.log_file.close()
+        with anyio.move_on_after(2):
+            await self.client.aclose()
+
+    async def _watch_second_signal(self) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                self._say("second signal: killing the workers now")
+                self.force = True
+
+    async def _cancel_leftovers(self) -> None:
+        """Jobs left pending or unworkable would stay in Redis forever: cancel them (terminal jobs
+        expire after the retention period)."""
+        left = [j.id for j in self.state.own_jobs() if j.status not in ("completed", "failed", "cancelled")]
+        if not left:
+            return
+        with anyio.move_on_after(5):
+            for job_id in left:
+                try:
+                    await self.calls.cancel(job_id, "emp demo ended")
+                except Exception as exc:  # Redis gone: nothing left to tidy
+                    log.info("cancel %s: %s", job_id, exc)
+                    return
+
+    async def _stop_workers(self) -> None:
+        running = [p for p in self.procs if p.proc.poll() is None]
+        if not running:
+            return
+        self._say(f"stopping {_plural(len(running), 'worker process', 'worker processes')}...")
+        for p in running:
+            _signal(p.proc, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while any(p.proc.poll() is None for p in running):
+            if self.force or time.monotonic() > deadline:
+                for p in running:
+                    if p.proc.poll() is None:
+                        log.warning("worker %s did not stop: SIGKILL", p.worker.worker_id)
+                        _signal(p.proc, signal.SIGKILL)
+                for p in running:
+                    await anyio.to_thread.run_sync(p.proc.wait)
+                break
+            await anyio.sleep(0.05)
+
+
+def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The one exception inside nested single-member groups; the group itself otherwise."""
+    exc: BaseException = group
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def _plural(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+
+
+def _demo_event(ev: Event) -> DemoEvent:
+    return DemoEvent(type=str(ev.type), job=ev.job, worker=ev.worker, attempt=ev.attempt, data=ev.data)
+
+
+def _redis_for(settings: Settings, out: TextIO) -> tuple[str, EmbeddedRedis | None]:
+    """The Redis to use: EMP_REDIS_URL, else a live local server of an earlier `emp demo` (two
+    servers must not share one data directory), else a new one whose data persists under
+    ``<state_dir>/redis`` and whose URL other local commands find (`emp submit`, `emp watch`)."""
+    if settings.redis_url:
+        return settings.redis_url, None
+    live = read_live_url(settings.state_dir)
+    if live:
+        print(f"using the local redis-server already running at {live}", file=out, flush=True)
+        return live, None
+    server = EmbeddedRedis(settings.state_dir / "redis", persist=True)
+    server.start()
+    server.write_url_file(settings.state_dir)
+    return server.url, server
+
+
+async def run_demo(
+    settings: Settings,
+    *,
+    smoke: bool = False,
+    workers: int = len(WORKER_KINDS),
+    deadline_s: float | None = None,
+    console: Console | None = None,
+) -> int:
+    """Run the demo; returns the exit code (0: every job reached its expected state, 1: not,
+    130: interrupted). Non-interactive (``smoke``) whenever stdin or the console is not a terminal."""
+    if workers < 1:
+        raise ValueError("--workers must be at least 1")
+    console = console or Console(highlight=False)
+    # A live screen needs a terminal on both ends: piped output gets the plain progress lines.
+    smoke = smoke or not sys.stdin.isatty() or not console.is_terminal
+    out = sys.stdout
+    deadline = deadline_s if deadline_s is not None else SMOKE_DEADLINE_S if smoke else INTERACTIVE_DEADLINE_S
+    url, server = _redis_for(settings, out)
+    try:
+        demo = Demo(settings, url, smoke, workers, deadline, console, out)
+        return await demo.run()
+    finally:
+        if server is not None:
+            server.stop()

@@ -1,0 +1,437 @@
+"""One typed async wrapper per Function of the `emp` library: the only caller of FCALL.
+
+Each wrapper builds KEYS and ARGV in the order its .lua header gives, turns the reply into Python
+values and the error codes into emp.errors. When Redis answers "Function not found" (it restarted
+without persistence, or someone ran FUNCTION FLUSH) the library is loaded again and the call is
+made once more, so no process crash-loops after a Redis restart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from emp.errors import BrokerError, JobExists, JobNotFound, JobValidationError, NotRetryable, StaleAttempt
+from emp.redis import library
+from emp.redis.keys import Keys
+
+SUBMIT_FIELDS = (
+    "id",
+    "service",
+    "priority",
+    "payload",
+    "requirements",
+    "customer_id",
+    "workflow_id",
+    "workflow_priority",
+    "workflow_datetime",
+    "step",
+    "total_steps",
+    "max_attempts",
+    "timeout_s",
+    "run_at",
+)
+"""Per-job argument order of emp_submit (submit.lua header)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job a worker now holds: run it, then complete/fail/release it with (id, attempt)."""
+
+    id: str
+    attempt: int
+    service: str
+    payload: dict[str, Any]
+    timeout_s: float | None
+    customer_id: str | None
+    workflow_id: str | None
+    step: int | None
+    total_steps: int | None
+    max_attempts: int
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
+class NoJob:
+    """Nothing to run now. ``next_due_ms``: server time when a scheduled job or a lease falls due;
+    ``next_scheduled_ms``: when the next scheduled job (delayed or retry backoff) falls due."""
+
+    next_due_ms: int | None
+    next_scheduled_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NotRegistered:
+    """The worker's registration is gone (lapsed or Redis restarted): register again."""
+
+
+ClaimResult = ClaimedJob | NoJob | NotRegistered
+
+
+@dataclass(frozen=True, slots=True)
+class NextClaim:
+    """Claim the next job in the same call as a complete/fail (one round trip per job)."""
+
+    request_id: str
+    lease_ms: int
+    start: bool
+    max_lost: int
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a complete/fail/release did: ``code`` is OK, ALREADY, RETRY, FAILED, CANCELLED."""
+
+    code: str
+    detail: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LiveWorker:
+    id: str
+    capabilities: dict[str, Any]
+    services: list[str]
+    status: str
+    job: str
+    machine_id: str
+
+
+def _opt_int(v: str) -> int | None:
+    return int(v) if v not in ("", None) else None
+
+
+def _opt_float(v: str) -> float | None:
+    return float(v) if v not in ("", None) else None
+
+
+def _parse_claim(reply: Sequence[Any]) -> ClaimResult:
+    if not reply:
+        return NoJob(None)
+    code = reply[0]
+    if code == "OK":
+        try:
+            payload = json.loads(reply[4])
+        except ValueError:
+            payload = {}
+        return ClaimedJob(
+            id=reply[1],
+            attempt=int(reply[2]),
+            service=reply[3],
+            payload=payload if isinstance(payload, dict) else {},
+            timeout_s=_opt_float(reply[5]),
+            customer_id=reply[6] or None,
+            workflow_id=reply[7] or None,
+            step=_opt_int(reply[8]),
+            total_steps=_opt_int(reply[9]),
+            max_attempts=int(reply[10] or 0),
+            status=reply[11],
+        )
+    if code == "EMPTY":
+        return NoJob(_opt_int(reply[1]), _opt_int(reply[2]) if len(reply) > 2 else None)
+    if code == "NO_WORKER":
+        return NotRegistered()
+    raise BrokerError(f"unexpected claim reply {reply!r}")
+
+
+def _stale_or(reply: Sequence[Any], job_id: str, attempt: int) -> None:
+    code = reply[0]
+    if code == "STALE":
+        raise StaleAttempt(job_id, attempt, reply[1], reply[2])
+    if code == "NOT_FOUND":
+        raise JobNotFound(job_id)
+
+
+def _map_error(exc: ResponseError) -> Exception:
+    msg = str(exc)
+    if msg.startswith("EMP_INVALID"):
+        return JobValidationError(msg.removeprefix("EMP_INVALID").strip())
+    if msg.startswith("EMP_EXISTS"):
+        return JobExists(msg.removeprefix("EMP_EXISTS").strip())
+    return exc
+
+
+class Calls:
+    """Typed access to the emp library for one namespace.
+
+    ``client`` must be a ``redis.asyncio.Redis`` built with ``decode_responses=True``.
+    """
+
+    def __init__(self, client: Redis, namespace: str) -> None:
+        self.client = client
+        self.keys = Keys(namespace)
+        self.p = self.keys.prefix
+
+    async def _fcall(self, name: str, keys: Sequence[str], *args: Any, ro: bool = False) -> Any:
+        for attempt in (1, 2):
+            try:
+                if ro:
+                    return await self.client.fcall_ro(name, len(keys), *keys, *args)
+                return await self.client.fcall(name, len(keys), *keys, *args)
+            except ResponseError as exc:
+                if attempt == 1 and "function not found" in str(exc).lower():
+                    await library.ensure_loaded(self.client)
+                    continue
+                raise _map_error(exc) from None
+        raise AssertionError("unreachable")
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def submit(self, wires: Sequence[dict[str, Any]], max_payload_bytes: int) -> list[str]:
+        """Submit jobs (all or nothing); returns each job's status: pending/scheduled/unworkable."""
+        args: list[Any] = [self.p, max_payload_bytes, len(wires)]
+        for w in wires:
+            for f in SUBMIT_FIELDS:
+                v = w.get(f)
+                args.append("" if v is None else v)
+        reply = await self._fcall("emp_submit", [self.keys.events], *args)
+        return [str(s) for s in reply[1:]]
+
+    async def claim(
+        self, worker_id: str, request_id: str, lease_ms: int, start: bool = True, max_lost: int = 3
+    ) -> ClaimResult:
+        reply = await self._fcall(
+            "emp_claim",
+            [self.keys.worker(worker_id)],
+            self.p,
+            worker_id,
+            request_id,
+            lease_ms,
+            "1" if start else "0",
+            max_lost,
+        )
+        return _parse_claim(reply)
+
+    async def start(self, job_id: str, attempt: int, worker_id: str) -> bool:
+        """assigned -> in_progress. False when it was already in progress."""
+        reply = await self._fcall("emp_start", [self.keys.job(job_id)], self.p, job_id, attempt, worker_id)
+        _stale_or(reply, job_id, attempt)
+        return bool(reply[0] == "OK")
+
+    async def heartbeat(
+        self, worker_id: str, lease_ms: int, worker_ttl_ms: int, jobs: Sequence[tuple[str, int]] = ()
+    ) -> tuple[bool, list[str]]:
+        """Refresh the registration and leases; returns (registered, state per job)."""
+        flat: list[Any] = []
+        for job_id, attempt in jobs:
+            flat += [job_id, attempt]
+        reply = await self._fcall(
+            "emp_heartbeat", [self.keys.workers], self.p, worker_id, lease_ms, worker_ttl_ms, *flat
+        )
+        return bool(int(reply[0])), [str(s) for s in reply[1:]]
+
+    async def progress(
+        self, job_id: str, attempt: int, worker_id: str, progress: float, message: str = "", data: str = ""
+    ) -> None:
+        pct = f"{max(0.0, min(100.0, progress)):.4g}"
+        reply = await self._fcall(
+            "emp_progress", [self.keys.job(job_id)], self.p, job_id, attempt, worker_id, pct, message, data
+        )
+        _stale_or(reply, job_id, attempt)
+
+    @staticmethod
+    def _next_args(nxt: NextClaim | None) -> list[Any]:
+        if nxt is None:
+            return ["0"]
+        return ["1", nxt.request_id, nxt.lease_ms, "1" if nxt.start else "0", nxt.max_lost]
+
+    async def complete(
+        self, job_id: str, attempt: int, worker_id: str, result: str = "", next_claim: NextClaim | None = None
+    ) -> tuple[Outcome, ClaimResult | None]:
+        """Complete the attempt (idempotent); with ``next_claim`` also claim the next job."""
+        reply = await self._fcall(
+            "emp_complete",
+            [self.keys.job(job_id)],
+            self.p,
+            job_id,
+            attempt,
+            worker_id,
+            result,
+            *self._next_args(next_claim),
+        )
+        outcome, nxt = reply[0], reply[1]
+        claimed = _parse_claim(nxt) if next_claim is not None else None
+        if outcome[0] in ("STALE", "NOT_FOUND"):
+            try:
+                _stale_or(outcome, job_id, attempt)
+            except (StaleAttempt, JobNotFound) as exc:
+                exc.next_claim = claimed  # type: ignore[union-attr]
+                raise
+        return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+
+    async def fail(
+        self,
+        job_id: str,
+        attempt: int,
+        worker_id: str,
+        failure_class: str,
+        error: str,
+        jitter_r: float,
+        next_claim: NextClaim | None = None,
+    ) -> tuple[Outcome, ClaimResult | None]:
+        reply = await self._fcall(
+            "emp_fail",
+            [self.keys.job(job_id)],
+            self.p,
+            job_id,
+            attempt,
+            worker_id,
+            failure_class,
+            error,
+            repr(jitter_r),
+            *self._next_args(next_claim),
+        )
+        outcome, nxt = reply[0], reply[1]
+        claimed = _parse_claim(nxt) if next_claim is not None else None
+        if outcome[0] in ("STALE", "NOT_FOUND"):
+            try:
+                _stale_or(outcome, job_id, attempt)
+            except (StaleAttempt, JobNotFound) as exc:
+                exc.next_claim = claimed  # type: ignore[union-attr]
+                raise
+        return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+
+    async def release(self, job_id: str, attempt: int, worker_id: str, reason: str) -> str:
+        """Give the job back without using an attempt; returns its new status."""
+        reply = await self._fcall("emp_release", [self.keys.job(job_id)], self.p, job_id, attempt, worker_id, reason)
+        _stale_or(reply, job_id, attempt)
+        return str(reply[1])
+
+    async def cancel(self, job_id: str, reason: str = "") -> str | None:
+        """Cancel; returns the status it had, or None when it had already ended."""
+        reply = await self._fcall("emp_cancel", [self.keys.job(job_id)], self.p, job_id, reason)
+        if reply[0] == "NOT_FOUND":
+            raise JobNotFound(job_id)
+        if reply[0] == "TERMINAL":
+            return None
+        return str(reply[1])
+
+    async def retry(self, job_id: str) -> str:
+        reply = await self._fcall("emp_retry", [self.keys.job(job_id)], self.p, job_id)
+        if reply[0] == "NOT_FOUND":
+            raise JobNotFound(job_id)
+        if reply[0] == "NOT_RETRYABLE":
+            raise NotRetryable(job_id, str(reply[1]))
+        return str(reply[1])
+
+    async def get_job(self, job_id: str, events: int = 100) -> dict[str, Any] | None:
+        """Fields, payload, requirements and recent events of one job; None if there is none."""
+        reply = await self._fcall("emp_get_job", [self.keys.job(job_id)], self.p, job_id, events, ro=True)
+        if not reply:
+            return None
+        data: dict[str, Any] = json.loads(reply)
+        data["fields"]["id"] = job_id  # the key names the job; the hash does not repeat it (memory)
+        if not isinstance(data.get("events"), list):
+            data["events"] = []  # cjson encodes an empty table as {}
+        return data
+
+    async def list_jobs(self, status: str = "", service: str = "", limit: int = 50) -> list[dict[str, Any]]:
+        reply = await self._fcall("emp_list_jobs", [self.keys.services], self.p, status, service, limit, ro=True)
+        rows = json.loads(reply)
+        return rows if isinstance(rows, list) else []
+
+    # -- maintenance ------------------------------------------------------------------------
+
+    async def maintain(self, page: int, max_lost: int) -> tuple[int, int, int | None]:
+        """(promoted, requeued, next due ms)."""
+        reply = await self._fcall("emp_maintain", [self.keys.leases], self.p, page, max_lost)
+        return int(reply[0]), int(reply[1]), _opt_int(reply[2])
+
+    async def cleanup(self, page: int) -> tuple[int, int]:
+        reply = await self._fcall("emp_cleanup", [self.keys.workers], self.p, page)
+        return int(reply[0]), int(reply[1])
+
+    async def signatures(self) -> list[dict[str, Any]]:
+        reply = await self._fcall("emp_signatures", [self.keys.services], self.p, ro=True)
+        rows = json.loads(reply)
+        return rows if isinstance(rows, list) else []
+
+    async def mark_unworkable(self, service: str, sig: str, grace_ms: int, page: int = 500) -> tuple[str, int, int]:
+        reply = await self._fcall(
+            "emp_mark_unworkable", [self.keys.sigs(service)], self.p, service, sig, grace_ms, page
+        )
+        if reply[0] != "OK":
+            return str(reply[0]), 0, 0
+        return "OK", int(reply[1]), int(reply[2])
+
+    async def revive_unworkable(self, service: str, sig: str, page: int = 500) -> tuple[str, int, int]:
+        reply = await self._fcall("emp_revive_unworkable", [self.keys.usigs(service)], self.p, service, sig, page)
+        if reply[0] != "OK":
+            return str(reply[0]), 0, 0
+        return "OK", int(reply[1]), int(reply[2])
+
+    async def snapshot(self, max_active: int = 200, max_workers: int = 500, max_recent: int = 20) -> dict[str, Any]:
+        reply = await self._fcall(
+            "emp_snapshot", [self.keys.events], self.p, max_active, max_workers, max_recent, ro=True
+        )
+        snap: dict[str, Any] = json.loads(reply)
+        for k in ("workers", "active_jobs", "recent"):
+            if not isinstance(snap.get(k), list):
+                snap[k] = []
+        for k in ("services", "stats", "done"):
+            if not isinstance(snap.get(k), dict):
+                snap[k] = {}
+        return snap
+
+    # -- workers ----------------------------------------------------------------------------
+
+    async def register_worker(
+        self,
+        worker_id: str,
+        machine_id: str,
+        services: Sequence[str],
+        capabilities: dict[str, Any],
+        wake_token: str,
+        worker_ttl_ms: int,
+    ) -> None:
+        await self._fcall(
+            "emp_register_worker",
+            [self.keys.worker(worker_id)],
+            self.p,
+            worker_id,
+            machine_id,
+            ",".join(services),
+            json.dumps(capabilities, separators=(",", ":")),
+            wake_token,
+            worker_ttl_ms,
+        )
+
+    async def worker_offline(self, worker_id: str, reason: str) -> bool:
+        reply = await self._fcall("emp_worker_offline", [self.keys.worker(worker_id)], self.p, worker_id, reason)
+        return bool(reply[0] == "OK")
+
+    async def live_workers(self, page: int = 500) -> list[LiveWorker]:
+        out: list[LiveWorker] = []
+        offset = 0
+        while True:
+            reply = await self._fcall("emp_live_workers", [self.keys.workers], self.p, offset, page, ro=True)
+            for i in range(0, len(reply), 6):
+                try:
+                    caps = json.loads(reply[i + 1])
+                except ValueError:
+                    caps = {}
+                out.append(
+                    LiveWorker(
+                        id=reply[i],
+                        capabilities=caps if isinstance(caps, dict) else {},
+                        services=[s for s in reply[i + 2].split(",") if s],
+                        status=reply[i + 3],
+                        job=reply[i + 4],
+                        machine_id=reply[i + 5],
+                    )
+                )
+            if len(reply) < page * 6:
+                return out
+            offset += page
+
+    async def version(self) -> str | None:
+        return await library.server_version(self.client)
+
+
+async def try_guard(calls: Calls, name: str, ttl_ms: int) -> bool:
+    """Take a short-lived guard (SET NX PX) so one process at a time runs a periodic pass."""
+    return bool(await calls.client.set(calls.keys.guard(name), "1", nx=True, px=ttl_ms))

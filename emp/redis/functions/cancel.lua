@@ -1,0 +1,37 @@
+--[[
+  emp_cancel: cancel a job that has not ended. A running job's worker learns it at once through
+  the `cancel` pub/sub channel (and from its next heartbeat, as a fallback) and interrupts it.
+
+  KEYS[1]  job:<id>
+  ARGV[1]  P, ARGV[2] id, ARGV[3] reason
+  Reply    {'OK', previous status} | {'TERMINAL', status} | {'NOT_FOUND'}
+]]
+
+local function cancel(keys, args)
+  local P, id, reason = args[1], args[2], args[3] or ''
+  local j = load_job(P, id)
+  if j == nil then return {'NOT_FOUND'} end
+  if TERMINAL[j.status] then return {'TERMINAL', j.status} end
+  local now = now_ms()
+  local prev = j.status
+  if prev == 'pending' then
+    dequeue(P, id, j)
+  elseif prev == 'scheduled' then
+    redis.call('ZREM', P .. 'scheduled', id)
+  elseif prev == 'unworkable' then
+    redis.call('ZREM', k_uqueue(P, j.service, j.sig), job_member(j, id))
+    redis.call('ZREM', P .. 'unworkable', id)
+  elseif ACTIVE[prev] then
+    redis.call('ZREM', P .. 'leases', id)
+    if nonempty(j.worker_id) then free_worker(P, j.worker_id, id) end
+    redis.call('PUBLISH', P .. 'cancel', id)
+  end
+  redis.call('HSET', k_job(P, id), 'status', 'cancelled', 'finished_at', fmt(now), 'failure_class', 'cancelled',
+    'error', nonempty(reason) and reason or 'cancelled')
+  finish(P, now, id, 'cancelled')
+  emit(P, now, 'job_cancelled', id, j.worker_id, j.attempt, '{"from":' .. json_str(prev) .. ',"reason":'
+    .. json_str(reason) .. '}', true)
+  return {'OK', prev}
+end
+
+redis.register_function('emp_cancel', cancel)

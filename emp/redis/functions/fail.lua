@@ -1,0 +1,92 @@
+--[[
+  emp_fail: end the current attempt with a failure; the failure class decides what happens
+  (twin of emp/model/retry.py):
+    malformed            -> failed at once
+    cancelled            -> cancelled
+    resource_exhausted   -> counted; retry at once, this worker avoided for AVOID_WORKER_MS
+    service_unavailable  -> not counted; retry after UNAVAILABLE_DELAY_MS (at most MAX_UNAVAILABLE)
+    transient, timeout, worker_lost, unknown (and any other) -> counted; retry after
+                            min(BASE * 2^tries, MAX) * (1 - JITTER * r) through `scheduled`
+  A counted failure fails the job when tries reach max_attempts.
+
+  KEYS[1]  job:<id>
+  ARGV[1]  P, ARGV[2] id, ARGV[3] attempt, ARGV[4] wid, ARGV[5] failure class, ARGV[6] error text,
+  ARGV[7]  r in [0,1) for the jitter (from the client: Lua's PRNG is seeded the same every call)
+  ARGV[8]  '1' = then claim the next job: ARGV[9] request id, ARGV[10] lease_ms, ARGV[11] start,
+           ARGV[12] max_lost
+  Reply    {{'RETRY', delay_ms, status} | {'FAILED'} | {'CANCELLED'} | {'STALE', status, attempt} |
+            {'NOT_FOUND'}, claim reply | {}}
+]]
+
+local COUNTED_BACKOFF = {transient = true, timeout = true, worker_lost = true, unknown = true}
+
+local function fail(keys, args)
+  local P, id, attempt, wid, fclass, errtext = args[1], args[2], args[3], args[4], args[5], args[6] or ''
+  local r = tonumber(args[7]) or 0
+  if r < 0 or r >= 1 then r = 0 end
+  local now = now_ms()
+  local j, err = current_attempt(P, id, attempt, wid, true)
+  local outcome
+  if err then
+    outcome = {err, j and j.status or '', j and j.attempt or ''}
+  else
+    if fclass ~= 'malformed' and fclass ~= 'cancelled' and fclass ~= 'resource_exhausted'
+      and fclass ~= 'service_unavailable' and not COUNTED_BACKOFF[fclass] then
+      fclass = 'unknown'
+    end
+    local jkey = k_job(P, id)
+    local tries = tonumber(j.tries) or 0
+    local max_attempts = tonumber(j.max_attempts) or D.MAX_ATTEMPTS
+    redis.call('ZREM', P .. 'leases', id)
+    free_worker(P, wid, id)
+    redis.call('HINCRBY', k_worker(P, wid), 'failed', 1)
+    add_history(P, id, j, now, 'failed', fclass, errtext)
+    redis.call('HSET', jkey, 'failure_class', fclass, 'error', string.sub(errtext, 1, 2000))
+    local action, delay = 'fail', 0
+    if fclass == 'cancelled' then
+      action = 'cancel'
+    elseif fclass == 'service_unavailable' then
+      local u = redis.call('HINCRBY', jkey, 'unavailable', 1)
+      if u < D.MAX_UNAVAILABLE then action, delay = 'retry', D.UNAVAILABLE_DELAY_MS end
+    elseif fclass ~= 'malformed' then
+      tries = redis.call('HINCRBY', jkey, 'tries', 1)
+      if tries < max_attempts then
+        action = 'retry'
+        if fclass == 'resource_exhausted' then
+          j.avoid_worker = wid
+          redis.call('HSET', jkey, 'avoid_worker', wid, 'avoid_until', fmt(now + D.AVOID_WORKER_MS))
+        else
+          delay = math.min(D.RETRY_BASE_MS * math.pow(2, tries - 1), D.RETRY_MAX_MS)
+          delay = math.floor(delay * (1 - D.RETRY_JITTER * r))
+        end
+      end
+    else
+      redis.call('HINCRBY', jkey, 'tries', 1)
+    end
+    if action == 'retry' then
+      local status = requeue(P, now, id, j, delay)
+      redis.call('HINCRBY', P .. 'stats', 'retried', 1)
+      emit(P, now, 'job_retry', id, wid, attempt,
+        '{"failure_class":' .. json_str(fclass) .. ',"delay_ms":' .. fmt(delay) .. ',"error":'
+        .. json_str(string.sub(errtext, 1, 300)) .. '}', true)
+      outcome = {'RETRY', delay, status}
+    elseif action == 'cancel' then
+      redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', fmt(now))
+      finish(P, now, id, 'cancelled')
+      emit(P, now, 'job_cancelled', id, wid, attempt, '{"reason":"cancelled in service"}', true)
+      outcome = {'CANCELLED'}
+    else
+      fail_final(P, now, id, j, fclass, string.sub(errtext, 1, 2000))
+      emit(P, now, 'job_failed', id, wid, attempt,
+        '{"failure_class":' .. json_str(fclass) .. ',"error":' .. json_str(string.sub(errtext, 1, 300)) .. '}', true)
+      outcome = {'FAILED'}
+    end
+  end
+  local nxt = {}
+  if args[8] == '1' then
+    nxt = claim_next(P, now, wid, args[9], tonumber(args[10]), args[11] == '1', tonumber(args[12]) or D.MAX_LOST_LEASES)
+  end
+  return {outcome, nxt}
+end
+
+redis.register_function('emp_fail', fail)

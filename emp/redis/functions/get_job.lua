@@ -1,0 +1,30 @@
+--[[
+  emp_get_job (read-only): everything about one job, consistent at one instant: its fields, payload,
+  requirements (from its signature) and its most recent events.
+
+  KEYS[1]  job:<id>
+  ARGV[1]  P, ARGV[2] id, ARGV[3] how many recent events
+  Reply    JSON {"fields": {...}, "payload": text|null, "requirements": text|null,
+                 "events": [[stream id, {field: value}], ...]} | '' when the job does not exist
+]]
+
+local function get_job(keys, args)
+  local P, id, nev = args[1], args[2], tonumber(args[3]) or 100
+  local flat = redis.call('HGETALL', k_job(P, id))
+  if #flat == 0 then return '' end
+  local f = hash_to_table(flat)
+  local req = nil
+  if f.service and f.sig then
+    req = redis.call('HGET', k_sigs(P, f.service), f.sig) or redis.call('HGET', k_usigs(P, f.service), f.sig)
+    if req and string.sub(req, 1, 1) == '~' then req = string.sub(req, 2) end
+  end
+  local evs = {}
+  if nev > 0 then
+    local raw = redis.call('XREVRANGE', k_jevents(P, id), '+', '-', 'COUNT', nev)
+    for i = #raw, 1, -1 do evs[#evs + 1] = {raw[i][1], hash_to_table(raw[i][2])} end
+  end
+  return cjson.encode({fields = f, payload = redis.call('GET', k_payload(P, id)) or cjson.null,
+    requirements = req or cjson.null, events = evs})
+end
+
+redis.register_function{function_name = 'emp_get_job', callback = get_job, flags = {'no-writes'}}

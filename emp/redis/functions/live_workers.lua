@@ -1,0 +1,25 @@
+--[[
+  emp_live_workers (read-only): one page of live workers (registration not lapsed) with their
+  capabilities, for unworkable detection and `emp jobs explain`.
+
+  KEYS[1]  workers
+  ARGV[1]  P, ARGV[2] offset, ARGV[3] count
+  Reply    {wid_1, caps_1, services_1, status_1, job_1, machine_1, wid_2, ...}
+]]
+
+local function live_workers(keys, args)
+  local P, offset, count = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 500
+  local now = now_ms()
+  local ids = redis.call('ZRANGEBYSCORE', P .. 'workers', now, '+inf', 'LIMIT', offset, count)
+  local out = {}
+  for _, wid in ipairs(ids) do
+    local v = redis.call('HMGET', k_worker(P, wid), 'caps', 'services', 'status', 'job', 'machine_id')
+    if v[1] then
+      out[#out + 1] = wid
+      for i = 1, 5 do out[#out + 1] = v[i] or '' end
+    end
+  end
+  return out
+end
+
+redis.register_function{function_name = 'emp_live_workers', callback = live_workers, flags = {'no-writes'}}

@@ -1,0 +1,51 @@
+--[[
+  emp_mark_unworkable: no live worker can run this signature: flag it (new jobs of it go straight
+  to `unworkable`) and move one page of its pending jobs there. Call again while `remaining` > 0.
+  Refused while the signature's head job is younger than the grace period (fleets restart).
+
+  KEYS[1]  sigs:<service>
+  ARGV[1]  P, ARGV[2] service, ARGV[3] sig, ARGV[4] grace_ms, ARGV[5] page size
+  Reply    {'OK', moved, remaining} | {'TOO_SOON'} | {'NOT_FOUND'}
+]]
+
+local function mark_unworkable(keys, args)
+  local P, svc, sig, grace, page = args[1], args[2], args[3], tonumber(args[4]) or 0, tonumber(args[5]) or 500
+  local now = now_ms()
+  local text = redis.call('HGET', k_sigs(P, svc), sig)
+  local flagged = redis.call('HGET', k_usigs(P, svc), sig)
+  if not text and not flagged then return {'NOT_FOUND'} end
+  local qkey = k_queue(P, svc, sig)
+  local head = redis.call('ZRANGE', qkey, 0, 0)
+  if head[1] then
+    local created = tonumber(redis.call('HGET', k_job(P, member_id(head[1])), 'created_at')) or 0
+    if created > now - grace then return {'TOO_SOON'} end
+  end
+  if text then
+    redis.call('HDEL', k_sigs(P, svc), sig)
+    redis.call('HSET', k_usigs(P, svc), sig, text)
+  elseif string.sub(flagged, 1, 1) == '~' then
+    redis.call('HSET', k_usigs(P, svc), sig, string.sub(flagged, 2))
+  end
+  local members = redis.call('ZRANGE', qkey, 0, page - 1, 'WITHSCORES')
+  local old_head = members[1]
+  local moved = 0
+  for i = 1, #members, 2 do
+    local m, score = members[i], members[i + 1]
+    local id = member_id(m)
+    local j = load_job(P, id)
+    redis.call('ZREM', qkey, m)
+    if j then
+      if nonempty(j.workflow_id) then redis.call('ZREM', k_qwf(P, svc, j.workflow_id), m) end
+      if nonempty(j.customer_id) then redis.call('ZREM', k_qc(P, svc, j.customer_id), m) end
+      redis.call('ZADD', k_uqueue(P, svc, sig), score, m)
+      redis.call('ZADD', P .. 'unworkable', now, id)
+      redis.call('HSET', k_job(P, id), 'status', 'unworkable')
+      emit(P, now, 'job_unworkable', id, nil, nil, '{"reason":"no live worker matches its requirements"}', true)
+      moved = moved + 1
+    end
+  end
+  reset_head(P, svc, sig, old_head)
+  return {'OK', moved, redis.call('ZCARD', qkey)}
+end
+
+redis.register_function('emp_mark_unworkable', mark_unworkable)

@@ -1,0 +1,46 @@
+--[[
+  emp_register_worker: a worker announces itself and its capabilities (again after a restart or a
+  lapsed registration). Its match cache is dropped, so new capabilities take effect at once.
+
+  KEYS[1]  worker:<wid>
+  ARGV[1]  P, ARGV[2] wid, ARGV[3] machine_id, ARGV[4] services (comma list), ARGV[5] caps JSON,
+  ARGV[6]  wake token (the worker process blocks on wake:<token>), ARGV[7] worker_ttl_ms
+  Reply    {'OK'}
+  Errors   EMP_INVALID when caps are not a JSON object or services are empty (nothing written)
+]]
+
+local function register_worker(keys, args)
+  local P, wid, machine, services, caps_text, wake, ttl = args[1], args[2], args[3], args[4], args[5],
+    args[6], tonumber(args[7])
+  if not nonempty(wid) then return invalid('worker id is empty') end
+  if #split_csv(services) == 0 then return invalid('worker has no services') end
+  if not ttl or ttl <= 0 then return invalid('worker_ttl_ms') end
+  local ok, caps = pcall(cjson.decode, caps_text)
+  if not ok or type(caps) ~= 'table' or string.sub(caps_text, 1, 1) ~= '{' then
+    return invalid('capabilities must be a JSON object')
+  end
+  local wf = caps.workflow_id
+  if type(wf) ~= 'string' then wf = '' end
+  local cr, allowed = '0', ''
+  local ca = caps.customer_access
+  if type(ca) == 'table' then
+    local a, d = ca.allowed_customers, ca.denied_customers
+    if (type(a) == 'table' and #a > 0) or (type(d) == 'table' and #d > 0) or ca.isolation == 'strict' then cr = '1' end
+    if type(a) == 'table' and #a > 0 then allowed = cjson.encode(a) end
+  end
+  local now = now_ms()
+  local wkey = k_worker(P, wid)
+  -- Leave the idle sets of services it no longer serves.
+  for _, s in ipairs(split_csv(redis.call('HGET', wkey, 'services'))) do redis.call('ZREM', k_idle(P, s), wid) end
+  redis.call('DEL', k_wmatch(P, wid))
+  redis.call('HSET', wkey, 'id', wid, 'machine_id', machine or '', 'services', services, 'caps', caps_text,
+    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', 'idle', 'job', '',
+    'registered_at', fmt(now), 'last_seen', fmt(now))
+  redis.call('PERSIST', wkey)
+  redis.call('ZADD', P .. 'workers', now + ttl, wid)
+  emit(P, now, 'worker_registered', nil, wid, nil,
+    '{"machine_id":' .. json_str(machine or '') .. ',"services":' .. json_str(services) .. '}', false)
+  return {'OK'}
+end
+
+redis.register_function('emp_register_worker', register_worker)

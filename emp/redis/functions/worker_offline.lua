@@ -1,0 +1,24 @@
+--[[
+  emp_worker_offline: a worker leaves (clean shutdown). It stops being woken or listed as live; its
+  record stays a day for post-mortems. Jobs it still holds are not touched: release them first.
+
+  KEYS[1]  worker:<wid>
+  ARGV[1]  P, ARGV[2] wid, ARGV[3] reason
+  Reply    {'OK'} | {'NOT_FOUND'}
+]]
+
+local function worker_offline(keys, args)
+  local P, wid, reason = args[1], args[2], args[3] or ''
+  local W = load_worker(P, wid)
+  if W == nil then return {'NOT_FOUND'} end
+  local now = now_ms()
+  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', k_idle(P, s), wid) end
+  redis.call('ZREM', P .. 'workers', wid)
+  redis.call('HSET', k_worker(P, wid), 'status', 'offline', 'offline_at', fmt(now), 'job', '')
+  redis.call('EXPIRE', k_worker(P, wid), 86400)
+  redis.call('DEL', k_wmatch(P, wid))
+  emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":' .. json_str(reason) .. '}', false)
+  return {'OK'}
+end
+
+redis.register_function('emp_worker_offline', worker_offline)

@@ -1,0 +1,88 @@
+"""Every Redis key name emp uses, one function each (the Lua twin is in functions/_lib.lua).
+
+All keys live under one hash tag, ``{<namespace>}:``, so every Function call is valid on Redis
+Cluster and several namespaces can share one Redis. The schema is in docs/internals.md.
+"""
+
+from __future__ import annotations
+
+
+class Keys:
+    """Key builder for one namespace."""
+
+    def __init__(self, namespace: str) -> None:
+        if not namespace or any(c in namespace for c in "{}: \t\n"):
+            raise ValueError(f"bad namespace {namespace!r}: no braces, colons or spaces")
+        self.namespace = namespace
+        self.prefix = "{" + namespace + "}:"
+
+    def job(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    # Payload and events keys have prefixes of their own: a job id may contain ':', and
+    # "job:a:payload" must never be both job "a"'s payload and job "a:payload"'s hash.
+    def payload(self, job_id: str) -> str:
+        return f"{self.prefix}payload:{job_id}"
+
+    def job_events(self, job_id: str) -> str:
+        return f"{self.prefix}jobevents:{job_id}"
+
+    def queue(self, service: str, sig: str) -> str:
+        return f"{self.prefix}q:{service}:{sig}"
+
+    def heads(self, service: str) -> str:
+        return f"{self.prefix}heads:{service}"
+
+    def sigs(self, service: str) -> str:
+        return f"{self.prefix}sigs:{service}"
+
+    def usigs(self, service: str) -> str:
+        return f"{self.prefix}usigs:{service}"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def wake(self, token: str) -> str:
+        return f"{self.prefix}wake:{token}"
+
+    def idle(self, service: str) -> str:
+        return f"{self.prefix}idle:{service}"
+
+    def done(self, status: str) -> str:
+        return f"{self.prefix}done:{status}"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}events"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    @property
+    def leases(self) -> str:
+        return f"{self.prefix}leases"
+
+    @property
+    def scheduled(self) -> str:
+        return f"{self.prefix}scheduled"
+
+    @property
+    def unworkable(self) -> str:
+        return f"{self.prefix}unworkable"
+
+    @property
+    def services(self) -> str:
+        return f"{self.prefix}services"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}stats"
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which emp_cancel announces a running job's cancellation."""
+        return f"{self.prefix}cancel"
+
+    def guard(self, name: str) -> str:
+        return f"{self.prefix}guard:{name}"

@@ -1,0 +1,467 @@
+"""The worker process: slots that claim, run and finish jobs; heartbeats; wake-ups; shutdown.
+
+One process runs ``concurrency`` slots. Each slot is a worker in Redis (its own id, one job at a
+time); the slots share one command connection pool, one blocking connection that waits on the
+process's wake list, and one pub/sub connection for cancellations.
+
+A slot's loop: claim → run → complete-and-claim-next in ONE Function call, so a busy slot costs one
+round trip per job. A slot that finds nothing sleeps until it is woken (a submit that matches it
+LPUSHes its id to the process's wake list), until the next scheduled job or lease is due, or for
+``idle_poll_s`` at most. Nothing busy-polls.
+
+Shutdown (signals): the first SIGTERM/SIGINT stops claiming and lets running jobs finish within
+``drain_timeout_s``, then releases what is still running back to the queue (no attempt used) and
+exits 0; a second signal releases at once and exits 1. Heartbeats go on until the last job is
+finished or released (a lease must not lapse while a job is still running).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+from anyio.abc import TaskGroup
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from emp import defaults
+from emp.errors import JobNotFound, StaleAttempt
+from emp.redis import library
+from emp.redis.calls import Calls, ClaimedJob, ClaimResult, NextClaim, NoJob, NotRegistered
+from emp.redis.client import connect
+from emp.worker.connectors.base import Connector, ConnectorError
+from emp.worker.connectors.simulation import get_connector
+from emp.worker.progress import ProgressReporter
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TRANSIENT_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+
+
+@dataclass
+class WorkerConfig:
+    redis_url: str
+    namespace: str = defaults.NAMESPACE
+    worker_id: str | None = None
+    machine_id: str = field(default_factory=socket.gethostname)
+    services: list[str] = field(default_factory=lambda: ["simulation"])
+    connector: str = "simulation"
+    capabilities: dict[str, Any] = field(default_factory=dict)
+    workflow_id: str | None = None
+    concurrency: int = 1
+    burst: bool = False
+    max_jobs: int | None = None
+    drain_timeout_s: float = defaults.DRAIN_TIMEOUT_S
+    lease_ttl_s: float = defaults.LEASE_TTL_S
+    worker_ttl_s: float = defaults.WORKER_TTL_S
+    idle_poll_s: float = defaults.IDLE_POLL_S
+    progress_min_interval_s: float = defaults.PROGRESS_MIN_INTERVAL_S
+    max_lost_leases: int = defaults.MAX_LOST_LEASES
+    maintenance_interval_s: float = 5.0
+    unworkable_grace_s: float = defaults.UNWORKABLE_GRACE_S
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
+
+
+def build_capabilities(cfg: WorkerConfig, models: list[str]) -> dict[str, Any]:
+    """The capabilities document a slot registers: the operator's extra capabilities, plus the
+    services, the workflow restriction and the connector's models for each service."""
+    caps: dict[str, Any] = json.loads(json.dumps(cfg.capabilities))  # deep copy
+    caps["services"] = list(cfg.services)
+    if cfg.workflow_id:
+        caps["workflow_id"] = cfg.workflow_id
+    if models:
+        existing = caps.get("models")
+        per_service: dict[str, Any] = dict(existing) if isinstance(existing, dict) else {}
+        for svc in cfg.services:
+            have = per_service.get(svc)
+            merged = list(have) if isinstance(have, list) else []
+            merged += [m for m in models if m not in merged]
+            per_service[svc] = merged
+        caps["models"] = per_service
+    return caps
+
+
+class Slot:
+    """One worker identity inside the process, running one job at a time."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.job: ClaimedJob | None = None
+        self.scope: anyio.CancelScope | None = None
+        self.stop_reason: str | None = None  # why the running job was interrupted
+        self.wake = anyio.Event()
+        self.needs_register = False
+
+    def interrupt(self, reason: str) -> None:
+        """Stop the running job: 'cancelled', 'stale' (lease lost) or 'release' (shutdown)."""
+        if self.scope is not None and self.stop_reason is None:
+            self.stop_reason = reason
+            self.scope.cancel()
+
+    def poke(self) -> None:
+        self.wake.set()
+
+
+class Worker:
+    def __init__(self, cfg: WorkerConfig, connector: Connector | None = None) -> None:
+        if cfg.concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.cfg = cfg
+        self.connector: Connector = connector or get_connector(cfg.connector)
+        base = cfg.worker_id or default_worker_id()
+        self.base_id = base
+        ids = [base] if cfg.concurrency == 1 else [f"{base}-{i}" for i in range(cfg.concurrency)]
+        self.slots = [Slot(i) for i in ids]
+        self.by_id = {s.worker_id: s for s in self.slots}
+        self.wake_token = f"{base}-{uuid.uuid4().hex[:8]}"
+        self.lease_ms = int(cfg.lease_ttl_s * 1000)
+        self.worker_ttl_ms = int(cfg.worker_ttl_s * 1000)
+        self.accepting = True
+        self.forced = False
+        self.finished_jobs = 0
+        self.caps: dict[str, Any] = {}
+        self.calls: Calls | None = None
+        self.draining = anyio.Event()
+
+    # -- signals --------------------------------------------------------------------------
+
+    def handle_signal(self, signum: int) -> None:
+        """First signal: drain. Second: release running jobs at once. Plain method, for tests."""
+        if self.accepting:
+            log.info("signal %s: draining (%.0f s for running jobs)", signum, self.cfg.drain_timeout_s)
+            self.stop_accepting()
+        else:
+            log.warning("second signal %s: releasing running jobs now", signum)
+            self.forced = True
+            self.release_all()
+
+    def stop_accepting(self) -> None:
+        self.accepting = False
+        self.draining.set()
+        for s in self.slots:
+            s.poke()
+
+    def release_all(self) -> None:
+        for s in self.slots:
+            s.interrupt("release")
+            s.poke()
+
+    # -- main -----------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        client = connect(self.cfg.redis_url, max_connections=len(self.slots) + 8)
+        blocking = connect(self.cfg.redis_url, max_connections=2)
+        self.calls = calls = Calls(client, self.cfg.namespace)
+        try:
+            await self._retrying(lambda: library.ensure_loaded(client), "load library")
+            self.caps = build_capabilities(self.cfg, await self.connector.list_models())
+            for slot in self.slots:
+                await self._retrying(functools.partial(self._register, slot), "register")
+            log.info(
+                "worker %s up: %d slot(s), services %s, namespace %s",
+                self.base_id,
+                len(self.slots),
+                ",".join(self.cfg.services),
+                self.cfg.namespace,
+            )
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._signals, tg)
+                tg.start_soon(self._heartbeats)
+                tg.start_soon(self._wake_listener, blocking)
+                tg.start_soon(self._cancel_listener)
+                tg.start_soon(self._maintenance)
+                tg.start_soon(self._drain_timer)
+                async with anyio.create_task_group() as slots:
+                    for slot in self.slots:
+                        slots.start_soon(self._slot_loop, slot)
+                tg.cancel_scope.cancel()
+            with anyio.move_on_after(5, shield=True):
+                for slot in self.slots:
+                    with contextlib.suppress(Exception):
+                        await calls.worker_offline(slot.worker_id, "shutdown" if not self.accepting else "done")
+            log.info("worker %s stopped: %d job(s) finished", self.base_id, self.finished_jobs)
+            return 1 if self.forced else 0
+        finally:
+            with anyio.move_on_after(2, shield=True):
+                await client.aclose()
+                await blocking.aclose()
+
+    async def _register(self, slot: Slot) -> None:
+        assert self.calls is not None
+        await self.calls.register_worker(
+            slot.worker_id,
+            self.cfg.machine_id,
+            self.cfg.services,
+            self.caps,
+            self.wake_token,
+            self.worker_ttl_ms,
+        )
+        slot.needs_register = False
+
+    async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
+        """Run fn() until it succeeds, backing off on connection trouble (Redis restarting)."""
+        delay = 0.05
+        while True:
+            try:
+                return await fn()
+            except TRANSIENT_REDIS_ERRORS as exc:
+                if self.forced and what in ("claim", "register"):
+                    raise
+                log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, delay)
+                await anyio.sleep(delay * (0.5 + random.random()))
+                delay = min(delay * 2, 5.0)
+
+    # -- slots ----------------------------------------------------------------------------
+
+    def _wants_more(self) -> bool:
+        if not self.accepting:
+            return False
+        if self.cfg.max_jobs is not None and self.finished_jobs >= self.cfg.max_jobs:
+            self.stop_accepting()
+            return False
+        return True
+
+    def _next_claim(self) -> NextClaim:
+        return NextClaim(uuid.uuid4().hex, self.lease_ms, True, self.cfg.max_lost_leases)
+
+    async def _claim(self, slot: Slot) -> ClaimResult:
+        assert self.calls is not None
+        calls = self.calls
+        nxt = self._next_claim()  # one request id for every retry of this claim: idempotent
+        return await self._retrying(
+            lambda: calls.claim(slot.worker_id, nxt.request_id, nxt.lease_ms, nxt.start, nxt.max_lost), "claim"
+        )
+
+    async def _slot_loop(self, slot: Slot) -> None:
+        result: ClaimResult | None = None
+        while True:
+            if result is None:
+                if not self._wants_more():
+                    return
+                slot.wake = anyio.Event()
+                result = await self._claim(slot)
+            if isinstance(result, ClaimedJob):
+                result = await self._run_and_finish(slot, result)
+                continue
+            if isinstance(result, NotRegistered):
+                await self._retrying(lambda: self._register(slot), "register")
+                result = None
+                continue
+            assert isinstance(result, NoJob)
+            if self.cfg.burst and result.next_scheduled_ms is None:
+                return  # nothing pending or scheduled that this worker can run (see --burst)
+            await self._idle_wait(slot, result.next_due_ms)
+            result = None
+
+    async def _idle_wait(self, slot: Slot, next_due_ms: int | None) -> None:
+        timeout = self.cfg.idle_poll_s
+        if next_due_ms is not None:
+            timeout = min(timeout, max(0.005, next_due_ms / 1000 - time.time() + 0.002))
+        if slot.needs_register:
+            return
+        with anyio.move_on_after(timeout):
+            await slot.wake.wait()
+
+    async def _run_and_finish(self, slot: Slot, job: ClaimedJob) -> ClaimResult | None:
+        """Run the job, then complete/fail/release it, claiming the next job in the same call."""
+        assert self.calls is not None
+        calls = self.calls
+        outcome, value = await self._run(slot, job)
+        self.finished_jobs += 1
+        nxt = self._next_claim() if self._wants_more() else None
+        try:
+            if outcome == "complete":
+                result = "" if value is None else json.dumps(value, separators=(",", ":"))
+                _, claimed = await self._retrying(
+                    lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt), "complete"
+                )
+                return claimed
+            if outcome == "fail":
+                fclass, message = value
+                r = random.random()
+                _, claimed = await self._retrying(
+                    lambda: calls.fail(job.id, job.attempt, slot.worker_id, fclass, message, r, nxt), "fail"
+                )
+                log.info("job %s attempt %d failed (%s): %s", job.id, job.attempt, fclass, message)
+                return claimed
+            if outcome == "release":
+                await self._retrying(lambda: calls.release(job.id, job.attempt, slot.worker_id, str(value)), "release")
+                log.info("job %s attempt %d released: %s", job.id, job.attempt, value)
+            else:  # cancelled or lease lost: the job is no longer ours; nothing to write.
+                log.info("job %s attempt %d stopped: %s", job.id, job.attempt, outcome)
+        except (StaleAttempt, JobNotFound) as exc:
+            # A retried call whose first try went through, or a job cancelled/requeued meanwhile.
+            log.info("job %s: %s", job.id, exc)
+            claimed = getattr(exc, "next_claim", None)
+            return claimed if isinstance(claimed, ClaimedJob | NoJob | NotRegistered) else None
+        return None
+
+    async def _run(self, slot: Slot, job: ClaimedJob) -> tuple[str, Any]:
+        assert self.calls is not None
+        reporter = ProgressReporter(self.calls, job.id, job.attempt, slot.worker_id, self.cfg.progress_min_interval_s)
+        slot.job, slot.stop_reason = job, None
+        outcome: tuple[str, Any] = ("release", "interrupted")
+        try:
+            with anyio.CancelScope() as scope:
+                slot.scope = scope
+                if not self.accepting and self.forced:
+                    scope.cancel()
+                try:
+                    if job.timeout_s:
+                        with anyio.fail_after(job.timeout_s):
+                            value = await self.connector.run(job.id, job.attempt, job.payload, reporter.update)
+                    else:
+                        value = await self.connector.run(job.id, job.attempt, job.payload, reporter.update)
+                    await reporter.flush()
+                    outcome = ("complete", value)
+                except TimeoutError:
+                    outcome = ("fail", ("timeout", f"job exceeded its timeout of {job.timeout_s:g} s"))
+                except ConnectorError as exc:
+                    outcome = ("fail", (exc.failure_class, str(exc)))
+                except StaleAttempt:
+                    outcome = ("stale", None)
+                except TRANSIENT_REDIS_ERRORS as exc:
+                    outcome = ("fail", ("transient", f"redis error while running: {exc}"))
+                except Exception as exc:  # a connector bug must fail the job, not kill the worker
+                    log.exception("job %s: connector error", job.id)
+                    outcome = ("fail", ("unknown", f"{type(exc).__name__}: {exc}"))
+            if scope.cancelled_caught:
+                reason = slot.stop_reason or "release"
+                outcome = ("release", "worker shutting down") if reason == "release" else (reason, None)
+        finally:
+            slot.job, slot.scope = None, None
+        return outcome
+
+    # -- background tasks -----------------------------------------------------------------
+
+    async def _signals(self, tg: TaskGroup) -> None:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                self.handle_signal(signum)
+
+    async def _drain_timer(self) -> None:
+        await self.draining.wait()
+        with anyio.move_on_after(self.cfg.drain_timeout_s):
+            while any(s.job is not None for s in self.slots):
+                await anyio.sleep(0.05)
+            return
+        if any(s.job is not None for s in self.slots):
+            log.info("drain timeout (%.0f s): releasing running jobs", self.cfg.drain_timeout_s)
+            self.release_all()
+
+    async def _heartbeats(self) -> None:
+        assert self.calls is not None
+        interval = self.cfg.lease_ttl_s * defaults.HEARTBEAT_FRACTION
+        interval = min(interval, self.cfg.worker_ttl_s * defaults.HEARTBEAT_FRACTION)
+        while True:
+            await anyio.sleep(interval)
+            for slot in self.slots:
+                job = slot.job
+                try:
+                    jobs = [(job.id, job.attempt)] if job else []
+                    registered, states = await self.calls.heartbeat(
+                        slot.worker_id, self.lease_ms, self.worker_ttl_ms, jobs
+                    )
+                except TRANSIENT_REDIS_ERRORS as exc:
+                    log.warning("heartbeat: redis unavailable (%s)", exc)
+                    break
+                if not registered:
+                    slot.needs_register = True
+                    slot.poke()
+                if job and states and states[0] != "ok" and slot.job is job:
+                    slot.interrupt("cancelled" if states[0] == "cancelled" else "stale")
+
+    async def _wake_listener(self, blocking: Any) -> None:
+        """BLPOP the process's wake list; each item names the slot a submission chose to wake."""
+        key = Calls(blocking, self.cfg.namespace).keys.wake(self.wake_token)
+        delay = 0.05
+        lost_connection = False
+        while True:
+            try:
+                item = await blocking.blpop([key], timeout=1)
+                delay = 0.05
+            except TRANSIENT_REDIS_ERRORS as exc:
+                log.debug("wake listener: %s", exc)
+                lost_connection = True
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if lost_connection:
+                # Redis came back (maybe restarted empty): idle-set entries may be gone, so every
+                # idle slot claims again now (and re-registers if its registration is gone).
+                lost_connection = False
+                for slot in self.slots:
+                    slot.poke()
+            if item:
+                woken = self.by_id.get(item[1])
+                if woken is not None:
+                    woken.poke()
+
+    async def _cancel_listener(self) -> None:
+        assert self.calls is not None
+        channel = self.calls.keys.cancel_channel
+        delay = 0.05
+        while True:
+            pubsub = self.calls.client.pubsub()
+            try:
+                await pubsub.subscribe(channel)
+                delay = 0.05
+                async for message in pubsub.listen():
+                    if message.get("type") != "message":
+                        continue
+                    job_id = message.get("data")
+                    for slot in self.slots:
+                        if slot.job is not None and slot.job.id == job_id:
+                            log.info("job %s cancelled: interrupting", job_id)
+                            slot.interrupt("cancelled")
+            except TRANSIENT_REDIS_ERRORS as exc:
+                log.debug("cancel listener: %s", exc)
+                await anyio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                with anyio.move_on_after(1, shield=True), contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _maintenance(self) -> None:
+        """Unworkable detection and retention, by whichever process wins the guard each round."""
+        assert self.calls is not None
+        try:
+            from emp.maintenance import maintenance_loop
+        except ImportError:  # pragma: no cover - maintenance ships with the package
+            return
+        stop = anyio.Event()
+        while True:
+            try:
+                await maintenance_loop(
+                    self.calls,
+                    interval_s=self.cfg.maintenance_interval_s,
+                    grace_s=self.cfg.unworkable_grace_s,
+                    max_lost=self.cfg.max_lost_leases,
+                    stop=stop,
+                )
+                return
+            except TRANSIENT_REDIS_ERRORS as exc:
+                log.debug("maintenance: %s", exc)
+                await anyio.sleep(1)
+
+
+async def run_worker(cfg: WorkerConfig) -> int:
+    """Run a worker process until it is told to stop (or, with burst/max_jobs, until done)."""
+    return await Worker(cfg).run()

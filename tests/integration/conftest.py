@@ -1,0 +1,103 @@
+"""Fixtures for tests that run emp processes: worker subprocesses, polling helpers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from emp.redis import library
+from emp.redis.calls import Calls
+from emp.redis.client import connect
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+        await anyio.sleep(0.02)
+
+
+def wire(service: str = "simulation", payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+    """A submit wire dict (what emp.model.job.JobSubmission.to_wire produces)."""
+    w: dict[str, Any] = {
+        "id": fields.pop("id", uuid.uuid4().hex),
+        "service": service,
+        "priority": fields.pop("priority", 50),
+        "payload": json.dumps(payload or {}),
+        "requirements": fields.pop("requirements", "{}"),
+        "max_attempts": fields.pop("max_attempts", 3),
+    }
+    w.update(fields)
+    return w
+
+
+@pytest.fixture
+async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
+    client = connect(redis_url)
+    await library.ensure_loaded(client)
+    yield Calls(client, namespace)
+    await client.aclose()
+
+
+class WorkerProcs:
+    """Starts `emp worker` subprocesses and makes sure none outlives the test."""
+
+    def __init__(self, redis_url: str, namespace: str, logdir: Path) -> None:
+        self.redis_url = redis_url
+        self.namespace = namespace
+        self.logdir = logdir
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+        with open(self.logdir / f"worker-{len(self.procs)}.log", "wb") as log:  # the child keeps its own fd
+            proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "emp",
+                    "--redis-url",
+                    self.redis_url,
+                    "--namespace",
+                    self.namespace,
+                    "-v",
+                    "worker",
+                    *args,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **(env or {})},
+            )
+        self.procs.append(proc)
+        return proc
+
+    def log(self, index: int) -> str:
+        return (self.logdir / f"worker-{index}.log").read_text(errors="replace")
+
+    def kill_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait(timeout=10)
+
+
+@pytest.fixture
+def workers(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[WorkerProcs]:
+    procs = WorkerProcs(redis_url, namespace, tmp_path)
+    yield procs
+    procs.kill_all()

@@ -1,0 +1,107 @@
+"""`emp bench --quick` against the test Redis: every metric present and positive, nothing left behind.
+
+Speed is not asserted here (DESIGN §10): the bench reports it; this test only checks that every
+measurement runs, including the ones with real `emp worker` processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from emp.cli.bench import register
+from emp.config import Settings
+from emp.redis.client import connect
+
+QUICK_METRICS = [
+    "submit_single",
+    "submit_batched",
+    "e2e_1p_1c",
+    "e2e_1p_16c",
+    "e2e_2p_1c",
+    "e2e_2p_16c",
+    "pickup_p50_ms",
+    "pickup_p99_ms",
+    "claim_us_depth_1k",
+    "claim_rtt_us_depth_1k",
+    "claim_us_depth_10k",
+    "claim_rtt_us_depth_10k",
+    "claim_depth_ratio",
+    "claim_us_sigs_1",
+    "claim_us_sigs_10",
+    "claim_us_sigs_10_worst",
+    "claim_us_sigs_100",
+    "claim_us_sigs_100_worst",
+    "claim_sigs_ratio",
+    "claim_sigs_ratio_worst",
+    "slowest_call_ms",
+    "slowest_call_ms_200us",
+    "memory_per_job_b",
+]
+
+
+def _app(redis_url: str, namespace: str) -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def root(ctx: typer.Context) -> None:
+        ctx.obj = Settings(redis_url=redis_url, namespace=namespace)
+
+    register(app)
+    return app
+
+
+async def _keys(redis_url: str, pattern: str) -> list[str]:
+    client = connect(redis_url)
+    try:
+        return [k async for k in client.scan_iter(match=pattern, count=1000)]
+    finally:
+        await client.aclose()
+
+
+async def _set(redis_url: str, key: str, value: str) -> None:
+    client = connect(redis_url)
+    try:
+        await client.set(key, value)
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.timeout(240)
+def test_quick_bench_reports_every_metric(redis_url: str, namespace: str) -> None:
+    sentinel = "{" + namespace + "-other}:keep"
+    asyncio.run(_set(redis_url, sentinel, "1"))
+
+    result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--quick", "--json"])
+
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["errors"] == {}
+    assert list(doc["metrics"]) == QUICK_METRICS
+    for key, metric in doc["metrics"].items():
+        assert metric["value"] > 0, key
+        assert metric["unit"], key
+        assert metric["display"], key
+    assert doc["params"]["quick"] is True
+    assert doc["params"]["redis"] == "given"
+    # A given Redis is never flushed: the bench deleted its own namespaces and nothing else.
+    assert asyncio.run(_keys(redis_url, "{" + namespace + "-bench-*")) == []
+    assert asyncio.run(_keys(redis_url, sentinel)) == [sentinel]
+
+
+def test_bench_rejects_unknown_measurement(redis_url: str, namespace: str) -> None:
+    result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--only", "submit,nope"])
+    assert result.exit_code == 2
+    assert "nope" in result.output
+
+
+def test_bench_only_runs_the_chosen_measurements(redis_url: str, namespace: str) -> None:
+    result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--quick", "--json", "--only", "memory,submit"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert list(doc["metrics"]) == ["submit_single", "submit_batched", "memory_per_job_b"]
+    assert doc["params"]["only"] == ["submit", "memory"]

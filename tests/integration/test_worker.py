@@ -1,0 +1,305 @@
+"""The worker runtime against a real Redis: in-process for behaviour, subprocesses for signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from emp.redis import library
+from emp.redis.calls import Calls
+from emp.redis.client import connect
+from emp.worker.runtime import Worker, WorkerConfig
+
+from .conftest import WorkerProcs, wait_for, wire
+
+pytestmark = pytest.mark.anyio
+
+
+def cfg(redis_url: str, namespace: str, **kw: Any) -> WorkerConfig:
+    base: dict[str, Any] = {
+        "redis_url": redis_url,
+        "namespace": namespace,
+        "worker_id": "w-" + namespace[-6:],
+        "burst": True,
+        "progress_min_interval_s": 0.05,
+        "maintenance_interval_s": 3600,
+    }
+    base.update(kw)
+    return WorkerConfig(**base)
+
+
+async def job(calls: Calls, job_id: str) -> dict[str, Any]:
+    data = await calls.get_job(job_id)
+    assert data is not None, f"job {job_id} missing"
+    return data
+
+
+async def status_of(calls: Calls, job_id: str) -> str:
+    return str((await job(calls, job_id))["fields"].get("status"))
+
+
+async def test_burst_worker_runs_every_job_and_exits(calls: Calls, redis_url: str, namespace: str) -> None:
+    await calls.submit([wire(payload={"steps": 0}, id=f"j{i}") for i in range(50)], 1 << 20)
+    with anyio.fail_after(30):
+        code = await Worker(cfg(redis_url, namespace, concurrency=4)).run()
+    assert code == 0
+    rows = await calls.list_jobs("completed", limit=100)
+    assert sorted(r["id"] for r in rows) == sorted(f"j{i}" for i in range(50))
+
+
+async def test_progress_is_monotonic_and_ends_at_100_before_completion(
+    calls: Calls, redis_url: str, namespace: str
+) -> None:
+    await calls.submit([wire(payload={"steps": 8, "step_ms": 20, "result": {"x": 1}}, id="p")], 1 << 20)
+    with anyio.fail_after(30):
+        await Worker(cfg(redis_url, namespace)).run()
+    data = await job(calls, "p")
+    assert data["fields"]["status"] == "completed"
+    assert json.loads(data["fields"]["result"]) == {"x": 1}
+    types = [e[1]["type"] for e in data["events"]]
+    progress = [json.loads(e[1]["data"])["progress"] for e in data["events"] if e[1]["type"] == "job_progress"]
+    assert progress == sorted(progress) and progress[-1] == 100
+    assert types[-1] == "job_completed"
+    assert types.index("job_completed") > max(i for i, t in enumerate(types) if t == "job_progress")
+
+
+async def test_transient_failure_retries_then_completes(calls: Calls, redis_url: str, namespace: str) -> None:
+    await calls.submit(
+        [wire(payload={"steps": 1, "step_ms": 1, "fail": "transient", "fail_attempts": 1}, id="t")], 1 << 20
+    )
+    with anyio.fail_after(30):
+        await Worker(cfg(redis_url, namespace)).run()
+    data = await job(calls, "t")
+    assert data["fields"]["status"] == "completed"
+    assert data["fields"]["attempt"] == "2"
+    history = json.loads(data["fields"]["history"])
+    assert history[0]["failure_class"] == "transient" and history[0]["outcome"] == "failed"
+
+
+async def test_malformed_fails_once_and_timeout_fails_with_class_timeout(
+    calls: Calls, redis_url: str, namespace: str
+) -> None:
+    await calls.submit(
+        [
+            wire(payload={"steps": 1, "step_ms": 1, "fail": "malformed"}, id="m"),
+            wire(payload={"fail": "hang", "steps": 1, "step_ms": 1}, id="h", timeout_s=0.3, max_attempts=1),
+        ],
+        1 << 20,
+    )
+    with anyio.fail_after(30):
+        await Worker(cfg(redis_url, namespace, concurrency=2)).run()
+    m = (await job(calls, "m"))["fields"]
+    h = (await job(calls, "h"))["fields"]
+    assert (m["status"], m["attempt"], m["failure_class"]) == ("failed", "1", "malformed")
+    assert (h["status"], h["failure_class"]) == ("failed", "timeout")
+
+
+async def test_cancel_interrupts_a_running_job_and_the_worker_goes_on(
+    calls: Calls, redis_url: str, namespace: str
+) -> None:
+    await calls.submit([wire(payload={"steps": 1000, "step_ms": 10}, id="long")], 1 << 20)
+    worker = Worker(cfg(redis_url, namespace, burst=False))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await wait_for(lambda: _is(calls, "long", "in_progress"), what="job running")
+        t0 = time.monotonic()
+        assert await calls.cancel("long", "user asked") == "in_progress"
+        await wait_for(lambda: _slot_free(worker), timeout=5, what="worker to drop the job")
+        assert time.monotonic() - t0 < 2
+        # The worker still takes new work.
+        await calls.submit([wire(payload={"steps": 0}, id="after")], 1 << 20)
+        await wait_for(lambda: _is(calls, "after", "completed"), what="next job")
+        worker.handle_signal(signal.SIGTERM)
+    assert await status_of(calls, "long") == "cancelled"
+
+
+async def test_idle_worker_is_woken_by_a_submission(calls: Calls, redis_url: str, namespace: str) -> None:
+    """No busy polling: the idle poll is an hour, so only the wake-up can start the job."""
+    worker = Worker(cfg(redis_url, namespace, burst=False, idle_poll_s=3600))
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(worker.run)
+        await wait_for(lambda: _idle(calls, worker.slots[0].worker_id), what="worker idle")
+        await calls.submit([wire(payload={"steps": 0}, id="w1")], 1 << 20)
+        await wait_for(lambda: _is(calls, "w1", "completed"), timeout=5, what="woken worker to run the job")
+        worker.handle_signal(signal.SIGTERM)
+
+
+async def test_stale_worker_cannot_complete_after_its_lease_was_requeued(
+    calls: Calls, redis_url: str, namespace: str
+) -> None:
+    """A paused worker (lease lapsed, job requeued and done by another) is fenced out."""
+    await calls.register_worker("a", "m", ["simulation"], {"services": ["simulation"]}, "ta", 60_000)
+    await calls.register_worker("b", "m", ["simulation"], {"services": ["simulation"]}, "tb", 60_000)
+    await calls.submit([wire(payload={"steps": 0}, id="z")], 1 << 20)
+    first = await calls.claim("a", "r1", lease_ms=50)
+    await wait_for(lambda: _maintained(calls), timeout=5, what="lease to expire and be requeued")
+    second = await calls.claim("b", "r2", lease_ms=30_000)
+    assert getattr(second, "id", None) == "z" and getattr(second, "attempt", 0) == 2
+    await calls.complete("z", 2, "b", '"by b"')
+    from emp.errors import StaleAttempt
+
+    with pytest.raises(StaleAttempt):
+        await calls.complete("z", getattr(first, "attempt", 1), "a", '"by a"')
+    data = await job(calls, "z")
+    assert data["fields"]["result"] == '"by b"'
+    assert sum(1 for e in data["events"] if e[1]["type"] == "job_completed") == 1
+
+
+# -- subprocesses and signals ----------------------------------------------------------------
+
+
+async def test_sigkill_mid_job_requeues_after_the_lease_and_completes_on_attempt_2(
+    calls: Calls, workers: WorkerProcs
+) -> None:
+    a = workers.start("--id", "victim", "--lease-ttl", "1")
+    await calls.submit([wire(payload={"steps": 40, "step_ms": 50}, id="k")], 1 << 20)
+    await wait_for(lambda: _is(calls, "k", "in_progress"), what="victim to start the job")
+    a.send_signal(signal.SIGKILL)
+    a.wait(timeout=10)
+    workers.start("--id", "rescuer", "--lease-ttl", "5")
+    await wait_for(lambda: _is(calls, "k", "completed"), timeout=30, what="job to complete elsewhere")
+    f = (await job(calls, "k"))["fields"]
+    assert f["attempt"] == "2" and f["worker_id"] == "rescuer" and f["lost"] == "1"
+    assert json.loads(f["history"])[0]["outcome"] == "lease_expired"
+
+
+async def test_sigterm_drains_then_releases_and_exits_0(calls: Calls, workers: WorkerProcs) -> None:
+    proc = workers.start("--id", "drainer", "--concurrency", "2", "--drain-timeout", "1")
+    await calls.submit(
+        [
+            wire(payload={"steps": 5, "step_ms": 100}, id="short"),
+            wire(payload={"steps": 100, "step_ms": 100}, id="long"),
+        ],
+        1 << 20,
+    )
+    await wait_for(lambda: _both_running(calls), what="both jobs running")
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 0, workers.log(0)
+    assert time.monotonic() - t0 < 4
+    short, long = (await job(calls, "short"))["fields"], (await job(calls, "long"))["fields"]
+    assert short["status"] == "completed"
+    assert long["status"] == "pending" and long.get("tries", "0") == "0"
+    assert json.loads(long["history"])[-1]["outcome"] == "released"
+
+
+async def test_second_sigterm_releases_at_once_and_exits_1(calls: Calls, workers: WorkerProcs) -> None:
+    proc = workers.start("--id", "impatient", "--drain-timeout", "60")
+    await calls.submit([wire(payload={"steps": 200, "step_ms": 100}, id="slow")], 1 << 20)
+    await wait_for(lambda: _is(calls, "slow", "in_progress"), what="job running")
+    proc.send_signal(signal.SIGTERM)
+    await wait_for(lambda: _log_has(workers, 0, "draining"), what="drain to begin")
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 1, workers.log(0)
+    assert await status_of(calls, "slow") == "pending"
+
+
+async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(tmp_path: Path, namespace: str) -> None:
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}"
+    server = _redis_server(port, tmp_path)
+    procs = WorkerProcs(url, namespace, tmp_path)
+    try:
+        client = connect(url)
+        await library.ensure_loaded(client)
+        calls = Calls(client, namespace)
+        worker = procs.start("--id", "survivor", env={"EMP_IDLE_POLL_S": "1"})
+        await calls.submit([wire(payload={"steps": 0}, id="before")], 1 << 20)
+        await wait_for(lambda: _is(calls, "before", "completed"), what="first job")
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+        server = _redis_server(port, tmp_path)  # empty: no functions, no keys
+        await client.aclose()
+        client = connect(url)
+        calls = Calls(client, namespace)
+        # The submitter's Calls reloads the library on "Function not found" by itself.
+        await wait_for(lambda: _submit_ok(calls, "after"), timeout=15, what="submit after restart")
+        await wait_for(lambda: _is(calls, "after", "completed"), timeout=20, what="worker to recover")
+        assert worker.poll() is None, "worker crashed after the Redis restart"
+        await client.aclose()
+    finally:
+        procs.kill_all()
+        server.send_signal(signal.SIGKILL)
+        server.wait(timeout=10)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+async def _is(calls: Calls, job_id: str, status: str) -> bool:
+    data = await calls.get_job(job_id, events=0)
+    return bool(data and data["fields"].get("status") == status)
+
+
+async def _both_running(calls: Calls) -> bool:
+    return await _is(calls, "short", "in_progress") and await _is(calls, "long", "in_progress")
+
+
+async def _slot_free(worker: Worker) -> bool:
+    return worker.slots[0].job is None or worker.slots[0].job.id != "long"
+
+
+async def _idle(calls: Calls, worker_id: str) -> bool:
+    return bool(await calls.client.zscore(calls.keys.idle("simulation"), worker_id))
+
+
+async def _maintained(calls: Calls) -> bool:
+    _, requeued, _ = await calls.maintain(100, 3)
+    return requeued > 0
+
+
+async def _log_has(workers: WorkerProcs, index: int, text: str) -> bool:
+    return text in workers.log(index)
+
+
+async def _submit_ok(calls: Calls, job_id: str) -> bool:
+    try:
+        await calls.submit([wire(payload={"steps": 0}, id=job_id)], 1 << 20)
+    except Exception:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _redis_server(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.02)  # waiting for a child process to listen: nothing to poll in Redis yet
+    raise AssertionError("redis-server did not start")

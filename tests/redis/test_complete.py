@@ -1,0 +1,136 @@
+"""emp_complete: success, idempotent, fenced; optionally claims the next job in the same call."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emp import defaults
+from emp.errors import JobNotFound, StaleAttempt
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, Outcome
+from tests.redis.conftest import (
+    LEASE_MS,
+    claim_job,
+    events,
+    job_events,
+    job_hash,
+    job_state,
+    register,
+    server_ms,
+    stale_setup,
+    submit,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_complete_ends_the_job(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    t0 = await server_ms(calls)
+    outcome, nxt = await calls.complete("a", got.attempt, "w", json.dumps({"url": "file:///out.png"}))
+    assert outcome == Outcome("OK") and nxt is None
+    h = await job_hash(calls, "a")
+    assert h["status"] == "completed" and h["progress"] == "100" and int(h["finished_at"]) >= t0
+    assert json.loads(h["result"]) == {"url": "file:///out.png"}
+    assert await calls.client.zscore(calls.keys.leases, "a") is None
+    assert await calls.client.zscore(calls.keys.done("completed"), "a") == int(h["finished_at"])
+    w = await calls.client.hgetall(calls.keys.worker("w"))
+    assert w["status"] == "idle" and w["job"] == "" and w["completed"] == "1"
+    # Kept for the retention period, then gone with its payload and events.
+    for key in (calls.keys.job("a"), calls.keys.payload("a"), calls.keys.job_events("a")):
+        ttl = await calls.client.ttl(key)
+        assert defaults.RETENTION_S - 5 <= ttl <= defaults.RETENTION_S, key
+    ev = (await events(calls, "job_completed"))[0]
+    assert (ev["job"], ev["worker"], ev["attempt"]) == ("a", "w", "1")
+    assert [e["type"] for e in await job_events(calls, "a")] == ["job_started", "job_completed"]
+
+
+async def test_complete_twice_returns_already_with_the_stored_result(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    await calls.complete("a", got.attempt, "w", '{"n":1}')
+    before = await job_state(calls, "a")
+    outcome, _ = await calls.complete("a", got.attempt, "w", '{"n":2}')
+    assert outcome == Outcome("ALREADY", ('{"n":1}',))
+    assert await job_state(calls, "a") == before
+    assert len(await events(calls, "job_completed")) == 1
+
+
+async def test_complete_of_an_assigned_job_sets_started_at(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w", start=False)
+    await calls.complete("a", got.attempt, "w")
+    h = await job_hash(calls, "a")
+    assert h["status"] == "completed" and h["started_at"] == h["finished_at"] and "result" not in h
+
+
+async def test_stale_complete_is_refused_and_changes_nothing(calls: Calls) -> None:
+    first, second = await stale_setup(calls)
+    before = await job_state(calls, "a")
+    w2 = await calls.client.hgetall(calls.keys.worker("w2"))
+    with pytest.raises(StaleAttempt) as exc:
+        await calls.complete("a", first.attempt, "w1", '{"late":true}')
+    assert exc.value.current_attempt == str(second.attempt)
+    assert await job_state(calls, "a") == before
+    assert await calls.client.hgetall(calls.keys.worker("w2")) == w2
+
+
+async def test_complete_by_another_worker_is_stale(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    before = await job_state(calls, "a")
+    with pytest.raises(StaleAttempt):
+        await calls.complete("a", got.attempt, "intruder")
+    assert await job_state(calls, "a") == before
+
+
+async def test_complete_after_cancel_is_stale(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    await calls.cancel("a")
+    with pytest.raises(StaleAttempt) as exc:
+        await calls.complete("a", got.attempt, "w")
+    assert exc.value.status == "cancelled"
+    assert (await job_hash(calls, "a"))["status"] == "cancelled"
+
+
+async def test_complete_of_an_unknown_job(calls: Calls) -> None:
+    with pytest.raises(JobNotFound):
+        await calls.complete("nope", 1, "w")
+
+
+async def test_complete_with_next_claim_returns_the_next_job(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a", "b")
+    a = await claim_job(calls, "w")
+    outcome, nxt = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    assert outcome.code == "OK"
+    assert isinstance(nxt, ClaimedJob) and nxt.id == "b" and nxt.attempt == 1
+    assert (await job_hash(calls, "b"))["status"] == "in_progress"
+    w = await calls.client.hgetall(calls.keys.worker("w"))
+    assert w["status"] == "busy" and w["job"] == "b" and w["last_req"] == "r2"
+    # A retried complete (lost reply) with the same request id: ALREADY, and the same next job.
+    outcome, again = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    assert outcome.code == "ALREADY" and again == nxt
+    assert len(await events(calls, "job_started", "b")) == 1
+    # Nothing left: the next claim is empty and the worker is idle.
+    _, last = await calls.complete("b", nxt.attempt, "w", "", NextClaim("r3", LEASE_MS, True, 3))
+    assert isinstance(last, NoJob)
+    w = await calls.client.hgetall(calls.keys.worker("w"))
+    assert w["status"] == "idle" and w["job"] == ""
+
+
+async def test_stale_complete_still_carries_the_next_claim(calls: Calls) -> None:
+    first, _ = await stale_setup(calls)
+    await submit(calls, "b")
+    with pytest.raises(StaleAttempt) as exc:
+        await calls.complete("a", first.attempt, "w1", "", NextClaim("r", LEASE_MS, True, 3))
+    nxt = exc.value.next_claim  # type: ignore[attr-defined]
+    assert isinstance(nxt, ClaimedJob) and nxt.id == "b"

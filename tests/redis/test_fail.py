@@ -1,0 +1,216 @@
+"""emp_fail: the failure class decides (twin of emp/model/retry.py); fenced; may claim the next job."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emp import defaults
+from emp.errors import JobNotFound, StaleAttempt
+from emp.model import retry as policy
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, Outcome
+from tests.redis.conftest import (
+    LEASE_MS,
+    SERVICE,
+    claim_ids,
+    claim_job,
+    events,
+    job_events,
+    job_hash,
+    job_state,
+    register,
+    server_ms,
+    sig_of,
+    stale_setup,
+    submit,
+    wait_for,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def running(calls: Calls, job_id: str = "a", worker: str = "w", **fields: object) -> ClaimedJob:
+    await register(calls, worker)
+    await submit(calls, {"id": job_id, **fields})
+    return await claim_job(calls, worker)
+
+
+async def test_malformed_fails_after_one_attempt(calls: Calls) -> None:
+    got = await running(calls, max_attempts=5)
+    outcome, nxt = await calls.fail("a", got.attempt, "w", "malformed", "bad prompt: missing node 7", 0.5)
+    assert outcome == Outcome("FAILED") and nxt is None
+    h = await job_hash(calls, "a")
+    assert h["status"] == "failed" and h["failure_class"] == "malformed" and h["tries"] == "1"
+    assert h["error"] == "bad prompt: missing node 7"
+    assert await calls.client.zscore(calls.keys.done("failed"), "a") == int(h["finished_at"])
+    assert await calls.client.zscore(calls.keys.leases, "a") is None
+    assert 0 < await calls.client.ttl(calls.keys.job("a")) <= defaults.RETENTION_S
+    hist = json.loads(h["history"])
+    assert len(hist) == 1 and hist[0]["failure_class"] == "malformed" and hist[0]["outcome"] == "failed"
+    ev = (await events(calls, "job_failed"))[0]
+    assert json.loads(ev["data"])["failure_class"] == "malformed"
+    w = await calls.client.hgetall(calls.keys.worker("w"))
+    assert w["status"] == "idle" and w["job"] == "" and w["failed"] == "1"
+
+
+@pytest.mark.parametrize("r", [0.0, 0.3, 0.999])
+async def test_transient_retries_through_scheduled_with_backoff_and_jitter(calls: Calls, r: float) -> None:
+    got = await running(calls)
+    t0 = await server_ms(calls)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "transient", "HTTP 502", r)
+    t1 = await server_ms(calls)
+    delay = int(outcome.detail[0])
+    assert outcome.code == "RETRY" and outcome.detail[1] == "scheduled"
+    base = defaults.RETRY_BASE_MS  # first counted try: base * 2^0
+    assert base * (1 - defaults.RETRY_JITTER * r) - 1 <= delay <= base * (1 - defaults.RETRY_JITTER * r)
+    assert delay == policy.backoff_ms(0, r), "Lua and emp.model.retry agree"
+    h = await job_hash(calls, "a")
+    assert h["status"] == "scheduled" and h["tries"] == "1" and h["failure_class"] == "transient"
+    assert "worker_id" not in h
+    run_at = await calls.client.zscore(calls.keys.scheduled, "a")
+    assert t0 + delay <= run_at == int(h["run_at"]) <= t1 + delay
+    assert await calls.client.zcard(calls.keys.queue(SERVICE, sig_of(SERVICE))) == 0
+    ev = (await job_events(calls, "a"))[-1]
+    assert ev["type"] == "job_retry"
+    assert json.loads(ev["data"]) == {"failure_class": "transient", "delay_ms": delay, "error": "HTTP 502"}
+    assert await calls.client.hget(calls.keys.stats, "retried") == "1"
+
+
+async def test_a_retried_job_keeps_its_place_and_backoff_doubles(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "r", "later1")
+    got = await claim_job(calls, "w")
+    assert got.id == "r"
+    outcome, _ = await calls.fail("r", got.attempt, "w", "transient", "timeout talking to comfyui", 0.999999)
+    delay = int(outcome.detail[0])
+    assert 500 <= delay < 501
+    await submit(calls, "later2")
+
+    async def promoted() -> bool:
+        p, _, _ = await calls.maintain(100, 3)
+        return p > 0
+
+    await wait_for(promoted, timeout=5, what="the retry backoff to fall due")
+    assert (await job_hash(calls, "r"))["status"] == "pending"
+    assert [e["type"] for e in await job_events(calls, "r")][-1] == "job_requeued"
+    again = await claim_job(calls, "w")
+    assert again.id == "r", "the retried job goes back to its place, ahead of jobs submitted after it"
+    assert again.attempt == 2
+    outcome, _ = await calls.fail("r", again.attempt, "w", "transient", "again", 0.0)
+    assert outcome == Outcome("RETRY", (str(2 * defaults.RETRY_BASE_MS), "scheduled"))
+    assert await claim_ids(calls, "w") == ["later1", "later2"]
+
+
+async def test_exhausting_max_attempts_fails(calls: Calls) -> None:
+    got = await running(calls, max_attempts=1)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "transient", "boom", 0.0)
+    assert outcome == Outcome("FAILED")
+    h = await job_hash(calls, "a")
+    assert h["status"] == "failed" and h["tries"] == "1" and h["failure_class"] == "transient"
+    assert await calls.client.zscore(calls.keys.scheduled, "a") is None
+
+
+async def test_counted_tries_add_up_across_classes(calls: Calls) -> None:
+    await register(calls, "w2")
+    got = await running(calls, max_attempts=2)
+    out1, _ = await calls.fail("a", got.attempt, "w", "resource_exhausted", "OOM", 0.0)
+    assert out1.code == "RETRY"
+    again = await claim_job(calls, "w2")
+    out2, _ = await calls.fail("a", again.attempt, "w2", "timeout", "took too long", 0.0)
+    assert out2 == Outcome("FAILED")
+    h = await job_hash(calls, "a")
+    assert h["tries"] == "2" and h["failure_class"] == "timeout"
+    assert [x["failure_class"] for x in json.loads(h["history"])] == ["resource_exhausted", "timeout"]
+
+
+async def test_resource_exhausted_is_pending_at_once_avoiding_the_worker(calls: Calls) -> None:
+    got = await running(calls)
+    t0 = await server_ms(calls)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "resource_exhausted", "CUDA OOM", 0.7)
+    assert outcome == Outcome("RETRY", ("0", "pending"))
+    h = await job_hash(calls, "a")
+    assert h["status"] == "pending" and h["tries"] == "1" and h["avoid_worker"] == "w"
+    assert t0 + defaults.AVOID_WORKER_MS <= int(h["avoid_until"]) <= await server_ms(calls) + defaults.AVOID_WORKER_MS
+    members = await calls.client.zrange(calls.keys.queue(SERVICE, sig_of(SERVICE)), 0, -1)
+    assert members == [f"{int(h['seq']):012x}!a"]
+
+
+async def test_service_unavailable_retries_without_counting_a_try(calls: Calls) -> None:
+    got = await running(calls, max_attempts=1)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "service_unavailable", "comfyui is down", 0.5)
+    assert outcome == Outcome("RETRY", (str(defaults.UNAVAILABLE_DELAY_MS), "scheduled"))
+    h = await job_hash(calls, "a")
+    assert h["status"] == "scheduled" and "tries" not in h and h["unavailable"] == "1"
+
+
+async def test_service_unavailable_fails_after_max_unavailable(calls: Calls) -> None:
+    got = await running(calls)
+    await calls.client.hset(calls.keys.job("a"), "unavailable", defaults.MAX_UNAVAILABLE - 1)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "service_unavailable", "still down", 0.0)
+    assert outcome == Outcome("FAILED")
+    assert (await job_hash(calls, "a"))["status"] == "failed"
+
+
+async def test_cancelled_class_cancels(calls: Calls) -> None:
+    got = await running(calls)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "cancelled", "interrupted by the user", 0.0)
+    assert outcome == Outcome("CANCELLED")
+    h = await job_hash(calls, "a")
+    assert h["status"] == "cancelled" and h["failure_class"] == "cancelled" and "tries" not in h
+    assert await calls.client.zscore(calls.keys.done("cancelled"), "a") is not None
+    assert [e["type"] for e in await job_events(calls, "a")][-1] == "job_cancelled"
+
+
+async def test_unknown_class_is_stored_as_unknown_and_retried(calls: Calls) -> None:
+    got = await running(calls)
+    outcome, _ = await calls.fail("a", got.attempt, "w", "weird-class", "??", 0.0)
+    assert outcome.code == "RETRY" and outcome.detail[1] == "scheduled"
+    assert (await job_hash(calls, "a"))["failure_class"] == "unknown"
+
+
+@pytest.mark.parametrize("fclass", [c.value for c in policy.FailureClass])
+@pytest.mark.parametrize("tries_before", [0, 2])
+async def test_lua_follows_the_python_policy(calls: Calls, fclass: str, tries_before: int) -> None:
+    got = await running(calls, max_attempts=3)
+    if tries_before:
+        await calls.client.hset(calls.keys.job("a"), "tries", tries_before)
+    outcome, _ = await calls.fail("a", got.attempt, "w", fclass, "x", 0.25)
+    want = policy.decide(fclass, tries_before, 3, 0, 0.25)
+    code = {"retry": "RETRY", "fail": "FAILED", "cancel": "CANCELLED"}[want.action]
+    assert outcome.code == code, (fclass, want)
+    if code == "RETRY":
+        assert int(outcome.detail[0]) == want.delay_ms
+    h = await job_hash(calls, "a")
+    assert int(h.get("tries", 0)) == tries_before + (1 if want.counts else 0)
+    assert ("avoid_worker" in h) is want.avoid_worker
+
+
+async def test_long_error_text_is_truncated(calls: Calls) -> None:
+    got = await running(calls)
+    await calls.fail("a", got.attempt, "w", "malformed", "e" * 10_000, 0.0)
+    h = await job_hash(calls, "a")
+    assert len(h["error"]) == 2000
+    assert len(json.loads(h["history"])[0]["error"]) == 500
+
+
+async def test_stale_fail_is_refused_and_changes_nothing(calls: Calls) -> None:
+    first, _ = await stale_setup(calls)
+    before = await job_state(calls, "a")
+    with pytest.raises(StaleAttempt):
+        await calls.fail("a", first.attempt, "w1", "malformed", "late", 0.0)
+    assert await job_state(calls, "a") == before
+
+
+async def test_fail_of_an_unknown_job(calls: Calls) -> None:
+    with pytest.raises(JobNotFound):
+        await calls.fail("nope", 1, "w", "transient", "x", 0.0)
+
+
+async def test_fail_with_next_claim(calls: Calls) -> None:
+    got = await running(calls)
+    await submit(calls, "b")
+    outcome, nxt = await calls.fail("a", got.attempt, "w", "malformed", "bad", 0.0, NextClaim("r", LEASE_MS, True, 3))
+    assert outcome.code == "FAILED"
+    assert isinstance(nxt, ClaimedJob) and nxt.id == "b"
+    assert (await calls.client.hgetall(calls.keys.worker("w")))["job"] == "b"

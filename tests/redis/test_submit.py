@@ -1,0 +1,273 @@
+"""emp_submit: one job or a batch, all or nothing; refusals write nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from redis.exceptions import ResponseError
+
+from emp.errors import JobExists, JobValidationError
+from emp.model import score as score_mod
+from emp.model.requirements import canonicalize
+from emp.redis.calls import Calls
+from tests.redis.conftest import (
+    MAX_PAYLOAD,
+    SERVICE,
+    claim,
+    events,
+    job_events,
+    job_hash,
+    namespace_keys,
+    raw_wire,
+    register,
+    server_ms,
+    sig_of,
+    submit,
+    wait_for,
+    wire,
+)
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_single_job_is_pending_with_its_fields_payload_and_queue_entry(calls: Calls) -> None:
+    before = await server_ms(calls)
+    req = {"hardware": {"gpu_memory_gb": 16}}
+    st = await submit(
+        calls,
+        {"id": "j1", "priority": 70, "payload": {"prompt": "a cat", "steps": 20}, "requirements": req},
+        customer_id="acme",
+        workflow_id="wf1",
+        step=1,
+        total_steps=3,
+        timeout_s=90,
+    )
+    assert st == ["pending"]
+    h = await job_hash(calls, "j1")
+    assert h["service"] == SERVICE and h["priority"] == "70" and h["status"] == "pending"
+    assert h["customer_id"] == "acme" and h["workflow_id"] == "wf1"
+    assert h["step"] == "1" and h["total_steps"] == "3" and h["max_attempts"] == "3"
+    assert float(h["timeout_s"]) == 90
+    assert h["sig"] == sig_of(SERVICE, req)
+    assert before <= int(h["created_at"]) <= await server_ms(calls)
+    # Empty optional fields are not stored.
+    assert "workflow_priority" not in h and "run_at" not in h and "attempt" not in h
+    # The payload lives in its own key, the requirements with the signature.
+    assert json.loads(await calls.client.get(calls.keys.payload("j1"))) == {"prompt": "a cat", "steps": 20}
+    assert await calls.client.hget(calls.keys.sigs(SERVICE), h["sig"]) == canonicalize(req).text
+    # Queue entry: the documented score and member (emp.model.score is the twin).
+    q = await calls.client.zrange(calls.keys.queue(SERVICE, h["sig"]), 0, -1, withscores=True)
+    assert q == [(score_mod.member(int(h["seq"]), "j1"), float(score_mod.score(70, int(h["created_at"]))))]
+    heads = await calls.client.zrange(calls.keys.heads(SERVICE), 0, -1, withscores=True)
+    assert heads == [(f"{int(h['seq']):012x}" + h["sig"], q[0][1])]
+    assert await calls.client.zrange(calls.keys.prefix + f"qwf:{SERVICE}:wf1", 0, -1) == [q[0][0]]
+    assert await calls.client.zrange(calls.keys.prefix + f"qc:{SERVICE}:acme", 0, -1) == [q[0][0]]
+    assert await calls.client.smembers(calls.keys.services) == {SERVICE}
+    assert await calls.client.hget(calls.keys.stats, "submitted") == "1"
+
+
+async def test_job_submitted_event_goes_to_the_global_stream_only(calls: Calls) -> None:
+    await submit(calls, {"id": "j1", "priority": 60})
+    evs = await events(calls)
+    assert [e["type"] for e in evs] == ["job_submitted"]
+    assert evs[0]["job"] == "j1"
+    assert json.loads(evs[0]["data"]) == {"service": SERVICE, "priority": 60}
+    assert int(evs[0]["ts"]) == int((await job_hash(calls, "j1"))["created_at"])
+    # A pending job costs no stream of its own (docs/internals.md, "Events").
+    assert await job_events(calls, "j1") == []
+
+
+async def test_batch_gets_one_status_per_job_and_consecutive_seqs(calls: Calls) -> None:
+    far = await server_ms(calls) + 3_600_000
+    st = await submit(calls, "a", {"id": "b", "run_at": far}, "c")
+    assert st == ["pending", "scheduled", "pending"]
+    seqs = [int((await job_hash(calls, i))["seq"]) for i in "abc"]
+    assert seqs == [1, 2, 3]
+    assert await calls.client.get(calls.keys.prefix + "seq") == "3"
+    assert [e["job"] for e in await events(calls, "job_submitted")] == ["a", "b", "c"]
+    assert await calls.client.hget(calls.keys.stats, "submitted") == "3"
+
+
+async def test_delayed_run_at_is_scheduled_not_queued(calls: Calls) -> None:
+    run_at = await server_ms(calls) + 60_000
+    assert await submit(calls, {"id": "later", "run_at": run_at}) == ["scheduled"]
+    h = await job_hash(calls, "later")
+    assert h["status"] == "scheduled" and h["run_at"] == str(run_at)
+    assert await calls.client.zscore(calls.keys.scheduled, "later") == run_at
+    assert await calls.client.zcard(calls.keys.queue(SERVICE, sig_of(SERVICE))) == 0
+    sched = await events(calls, "job_scheduled")
+    assert len(sched) == 1 and json.loads(sched[0]["data"]) == {"run_at": run_at}
+    # Later events of a job also go to its own stream.
+    assert [e["type"] for e in await job_events(calls, "later")] == ["job_scheduled"]
+
+
+async def test_run_at_in_the_past_is_pending(calls: Calls) -> None:
+    assert await submit(calls, {"id": "now", "run_at": 1_000}) == ["pending"]
+    assert await calls.client.zcard(calls.keys.scheduled) == 0
+
+
+async def _snapshot_of_writes(calls: Calls) -> tuple[set[str], str | None, int]:
+    return (
+        await namespace_keys(calls),
+        await calls.client.get(calls.keys.prefix + "seq"),
+        await calls.client.xlen(calls.keys.events),
+    )
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"priority": 1001},
+        {"priority": "high"},
+        {"max_attempts": 0},
+        {"service": "Bad Service"},
+        {"payload": "[1, 2]"},
+        {"payload": '"text"'},
+        {"requirements": "[]"},
+        {"requirements": "not json"},
+        {"requirements": '"gpu"'},
+        {"id": "has space"},
+        {"id": ""},
+        {"timeout_s": "-1"},
+        {"run_at": "tomorrow"},
+        {"workflow_priority": "2000"},
+    ],
+    ids=lambda b: "-".join(f"{k}={v}" for k, v in b.items()),
+)
+async def test_a_bad_job_in_a_batch_refuses_the_whole_batch_and_writes_nothing(
+    calls: Calls, bad: dict[str, str]
+) -> None:
+    await submit(calls, "existing")  # so seq and the event stream already exist
+    before = await _snapshot_of_writes(calls)
+    batch = [wire("ok1"), raw_wire("bad", **bad), wire("ok2")]
+    with pytest.raises(JobValidationError, match="job 2"):
+        await calls.submit(batch, MAX_PAYLOAD)
+    assert await _snapshot_of_writes(calls) == before
+    assert not await calls.client.exists(calls.keys.job("ok1"), calls.keys.job("ok2"), calls.keys.job("bad"))
+
+
+async def test_a_bad_first_job_writes_nothing_in_a_fresh_namespace(calls: Calls) -> None:
+    with pytest.raises(JobValidationError):
+        await calls.submit([raw_wire("bad", payload="[]"), wire("ok")], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+
+
+async def test_duplicate_id_is_refused_and_nothing_is_written(calls: Calls) -> None:
+    await submit(calls, {"id": "dup", "priority": 10, "payload": {"v": 1}})
+    before = await _snapshot_of_writes(calls)
+    hash_before = await job_hash(calls, "dup")
+    with pytest.raises(JobExists) as exc:
+        await calls.submit([wire("fresh"), wire("dup", priority=99, payload={"v": 2})], MAX_PAYLOAD)
+    assert exc.value.job_id == "dup"
+    assert await _snapshot_of_writes(calls) == before
+    assert await job_hash(calls, "dup") == hash_before
+    assert json.loads(await calls.client.get(calls.keys.payload("dup"))) == {"v": 1}
+    assert not await calls.client.exists(calls.keys.job("fresh"))
+
+
+async def test_duplicate_id_inside_one_batch_is_refused(calls: Calls) -> None:
+    with pytest.raises(JobValidationError, match="duplicate id"):
+        await calls.submit([wire("x"), wire("x")], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+
+
+async def test_oversized_payload_is_refused_in_lua_even_when_the_client_skips_its_check(calls: Calls) -> None:
+    big = json.dumps({"blob": "x" * 2000})
+    # The client-side check is skipped: a hand-built wire with a small limit passed to the Function.
+    with pytest.raises(JobValidationError, match="payload is"):
+        await calls.submit([raw_wire("big", payload=big)], 1000)
+    assert await namespace_keys(calls) == set()
+    # Exactly at the limit is fine.
+    assert await calls.submit([raw_wire("fits", payload=big)], len(big)) == ["pending"]
+
+
+async def test_wrong_argument_count_is_refused(calls: Calls) -> None:
+    with pytest.raises(ResponseError, match="wrong argument count"):
+        await calls.client.fcall("emp_submit", 1, calls.keys.events, calls.keys.prefix, MAX_PAYLOAD, 2, "only-one")
+    with pytest.raises(JobValidationError):
+        await calls.submit([], MAX_PAYLOAD)
+
+
+async def test_submit_into_an_unworkable_signature_goes_straight_to_unworkable(calls: Calls) -> None:
+    req = {"hardware": {"gpu_memory_gb": 80}}
+    await submit(calls, {"id": "first", "requirements": req})
+    assert (await calls.mark_unworkable(SERVICE, sig_of(SERVICE, req), 0))[0] == "OK"
+    st = await submit(calls, {"id": "second", "requirements": req}, "plain")
+    assert st == ["unworkable", "pending"]
+    assert await calls.client.zscore(calls.keys.unworkable, "second") is not None
+    assert await calls.client.zcard(calls.keys.queue(SERVICE, sig_of(SERVICE, req))) == 0
+    assert [e["job"] for e in await events(calls, "job_unworkable") if e["job"] == "second"] == ["second"]
+
+
+async def test_equal_requirements_in_any_key_order_share_one_signature(calls: Calls) -> None:
+    await submit(
+        calls,
+        {"id": "a", "requirements": {"hardware": {"gpu_memory_gb": 16, "ram_gb": 32}, "pool": "std"}},
+        {"id": "b", "requirements": {"pool": "std", "hardware.ram_gb": 32, "hardware.gpu_memory_gb": 16.0}},
+        {"id": "c", "requirements": {"pool": "other"}},
+    )
+    sigs = {i: (await job_hash(calls, i))["sig"] for i in "abc"}
+    assert sigs["a"] == sigs["b"] != sigs["c"]
+    assert await calls.client.hlen(calls.keys.sigs(SERVICE)) == 2
+
+
+async def test_customer_and_workflow_do_not_make_new_signatures(calls: Calls) -> None:
+    await submit(calls, *[{"id": f"j{i}", "customer_id": f"c{i}", "workflow_id": f"wf{i}"} for i in range(20)])
+    assert await calls.client.hlen(calls.keys.sigs(SERVICE)) == 1
+
+
+async def test_submit_wakes_an_idle_worker_once(calls: Calls) -> None:
+    await register(calls, "w1", wake_token="t1")
+    await claim(calls, "w1")  # EMPTY: now idle
+    await submit(calls, "a", "b")
+    assert await calls.client.lrange(calls.keys.wake("t1"), 0, -1) == ["w1"]
+
+
+async def test_ids_cannot_collide_with_another_jobs_subkeys(calls: Calls) -> None:
+    """Regression: job ids may contain ':'. When the per-job stream was `job:<id>:events`, job
+    "x:events" had job "x"'s stream as its hash key: the first event of "x" hit WRONGTYPE inside
+    emp_claim *after* its first writes, leaving "x" in_progress under a lease nobody held and every
+    later requeue failing the same way. Refusing such ids would also be a fine answer."""
+    await register(calls, "w")
+    await submit(calls, "x:events")
+    try:
+        await submit(calls, {"id": "x", "priority": 90})
+    except JobValidationError:
+        return  # refusing the id is a fine answer
+    try:
+        got = await claim(calls, "w", lease_ms=50)
+    except ResponseError as exc:
+        pytest.fail(f"a claim fails once ids 'x:events' and 'x' both exist: {exc}")
+    assert getattr(got, "id", None) == "x"
+
+
+async def test_payload_id_suffix_does_not_overwrite_another_job(calls: Calls) -> None:
+    """Regression: with payloads at `job:<id>:payload`, submitting job "y:payload" then job "y"
+    replaced the *hash* of job "y:payload" with y's payload string (an accepted job destroyed)."""
+    await submit(calls, "y:payload")
+    try:
+        await submit(calls, "y")
+    except JobValidationError:
+        return
+    assert await calls.client.type(calls.keys.job("y:payload")) == "hash", "job 'y:payload' was overwritten"
+
+
+async def test_job_submitted_ts_is_server_time(calls: Calls) -> None:
+    t0 = await server_ms(calls)
+    await submit(calls, "a")
+    ev = (await wait_for(lambda: events(calls, "job_submitted")))[0]
+    assert t0 <= int(ev["ts"]) <= await server_ms(calls)
+
+
+@pytest.mark.parametrize("payload", ["{oops", '{"a": 1', '{"a": 1} trailing'])
+async def test_a_payload_that_is_not_json_is_refused(calls: Calls, payload: str) -> None:
+    """BUG (submit.lua, `if string.sub(j.payload, 1, 1) ~= '{'`): the Function only looks at the
+    first character, so a client that skips its own checks gets a broken payload accepted; the
+    claim wrapper then turns the undecodable text into {} (calls._parse_claim), and the job runs
+    silently with an empty payload. DESIGN 10: bad input gets a clear error and changes nothing.
+    (Decoding costs Lua time per job; the alternative is to say in internals.md that the Function
+    trusts the client's JSON and to make the worker fail such a job as malformed.)"""
+    with pytest.raises(JobValidationError, match="payload"):
+        await calls.submit([raw_wire("broken", payload=payload)], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()

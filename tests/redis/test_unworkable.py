@@ -1,0 +1,129 @@
+"""emp_mark_unworkable and emp_revive_unworkable: a signature no live worker can run, and back."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emp.redis.calls import Calls
+from tests.redis.conftest import (
+    SERVICE,
+    caps_with,
+    claim,
+    claim_ids,
+    events,
+    job_events,
+    job_hash,
+    register,
+    sig_of,
+    submit,
+)
+
+pytestmark = pytest.mark.anyio
+
+REQ = {"hardware": {"gpu_memory_gb": 80}}
+SIG = sig_of(SERVICE, REQ)
+
+
+def uq(calls: Calls, sig: str = SIG) -> str:
+    return calls.keys.prefix + f"uq:{SERVICE}:{sig}"
+
+
+async def test_mark_is_refused_within_the_grace_period(calls: Calls) -> None:
+    await submit(calls, {"id": "a", "requirements": REQ})
+    assert await calls.mark_unworkable(SERVICE, SIG, 60_000) == ("TOO_SOON", 0, 0)
+    assert (await job_hash(calls, "a"))["status"] == "pending"
+    assert await calls.client.hget(calls.keys.sigs(SERVICE), SIG) is not None
+    assert not await calls.client.exists(calls.keys.usigs(SERVICE))
+
+
+async def test_mark_of_an_unknown_signature(calls: Calls) -> None:
+    assert await calls.mark_unworkable(SERVICE, "0123456789abcdef", 0) == ("NOT_FOUND", 0, 0)
+    assert await calls.revive_unworkable(SERVICE, "0123456789abcdef") == ("NOT_FOUND", 0, 0)
+
+
+async def test_mark_flags_the_signature_and_moves_its_jobs(calls: Calls) -> None:
+    await submit(
+        calls,
+        {"id": "a", "requirements": REQ, "workflow_id": "wf", "customer_id": "c"},
+        {"id": "b", "requirements": REQ},
+        "other",
+    )
+    assert await calls.mark_unworkable(SERVICE, SIG, 0) == ("OK", 2, 0)
+    for i in "ab":
+        assert (await job_hash(calls, i))["status"] == "unworkable"
+        assert await calls.client.zscore(calls.keys.unworkable, i) is not None
+        assert [e["type"] for e in await job_events(calls, i)] == ["job_unworkable"]
+    assert await calls.client.zcard(uq(calls)) == 2
+    assert await calls.client.zcard(calls.keys.queue(SERVICE, SIG)) == 0
+    assert not [m for m in await calls.client.zrange(calls.keys.heads(SERVICE), 0, -1) if m.endswith(SIG)]
+    assert await calls.client.zcard(calls.keys.prefix + f"qwf:{SERVICE}:wf") == 0
+    assert await calls.client.zcard(calls.keys.prefix + f"qc:{SERVICE}:c") == 0
+    assert await calls.client.hget(calls.keys.sigs(SERVICE), SIG) is None
+    assert await calls.client.hget(calls.keys.usigs(SERVICE), SIG) == json.dumps(
+        {"p": {"hardware.gpu_memory_gb": 80}}, separators=(",", ":")
+    )
+    assert (await job_hash(calls, "other"))["status"] == "pending"
+    data = json.loads((await events(calls, "job_unworkable"))[0]["data"])
+    assert "no live worker" in data["reason"]
+    # New jobs of the flagged signature go straight to unworkable.
+    assert await submit(calls, {"id": "c", "requirements": REQ}) == ["unworkable"]
+
+
+async def test_mark_moves_one_page_per_call(calls: Calls) -> None:
+    await submit(calls, *[{"id": f"j{i}", "requirements": REQ} for i in range(5)])
+    assert await calls.mark_unworkable(SERVICE, SIG, 0, page=2) == ("OK", 2, 3)
+    assert await calls.mark_unworkable(SERVICE, SIG, 0, page=2) == ("OK", 2, 1)
+    assert await calls.mark_unworkable(SERVICE, SIG, 0, page=2) == ("OK", 1, 0)
+    assert await calls.client.zcard(uq(calls)) == 5
+
+
+async def test_revive_moves_them_back_in_order(calls: Calls) -> None:
+    await submit(calls, *[{"id": f"j{i}", "requirements": REQ} for i in range(4)])
+    await submit(calls, {"id": "later-plain"})
+    await calls.mark_unworkable(SERVICE, SIG, 0)
+    await submit(calls, {"id": "j4", "requirements": REQ})  # straight to unworkable
+    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}), wake_token="tok")
+    await claim(calls, "big")  # takes later-plain
+    await claim(calls, "big")  # EMPTY: idle
+    assert await calls.revive_unworkable(SERVICE, SIG) == ("OK", 5, 0)
+    for i in range(5):
+        assert (await job_hash(calls, f"j{i}"))["status"] == "pending"
+        assert [e["type"] for e in await job_events(calls, f"j{i}")][-1] == "job_requeued"
+    assert await calls.client.zcard(calls.keys.unworkable) == 0
+    assert not await calls.client.exists(uq(calls))
+    assert await calls.client.hget(calls.keys.usigs(SERVICE), SIG) is None, "flag gone once empty"
+    assert await calls.client.hget(calls.keys.sigs(SERVICE), SIG) is not None
+    assert await calls.client.llen(calls.keys.wake("tok")) == 1, "the matching idle worker is woken"
+    assert await claim_ids(calls, "big") == [f"j{i}" for i in range(5)]
+    assert await submit(calls, {"id": "j5", "requirements": REQ}) == ["pending"]
+
+
+async def test_revive_in_pages_keeps_the_signature_reviving(calls: Calls) -> None:
+    await submit(calls, *[{"id": f"j{i}", "requirements": REQ} for i in range(3)])
+    await calls.mark_unworkable(SERVICE, SIG, 0)
+    assert await calls.revive_unworkable(SERVICE, SIG, page=2) == ("OK", 2, 1)
+    assert (await calls.client.hget(calls.keys.usigs(SERVICE), SIG)).startswith("~")
+    # While reviving, new jobs are pending, not unworkable.
+    assert await submit(calls, {"id": "new", "requirements": REQ}) == ["pending"]
+    assert await calls.revive_unworkable(SERVICE, SIG, page=2) == ("OK", 1, 0)
+    assert await calls.client.hget(calls.keys.usigs(SERVICE), SIG) is None
+
+
+async def test_a_reviving_signature_can_be_marked_again(calls: Calls) -> None:
+    await submit(calls, *[{"id": f"j{i}", "requirements": REQ} for i in range(3)])
+    await calls.mark_unworkable(SERVICE, SIG, 0)
+    await calls.revive_unworkable(SERVICE, SIG, page=1)
+    assert await calls.mark_unworkable(SERVICE, SIG, 0) == ("OK", 1, 0)
+    assert not (await calls.client.hget(calls.keys.usigs(SERVICE), SIG)).startswith("~")
+    assert await calls.client.zcard(uq(calls)) == 3
+    assert await submit(calls, {"id": "n", "requirements": REQ}) == ["unworkable"]
+
+
+async def test_claim_of_a_matching_worker_before_revive_gets_nothing_unworkable(calls: Calls) -> None:
+    await submit(calls, {"id": "a", "requirements": REQ})
+    await calls.mark_unworkable(SERVICE, SIG, 0)
+    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}))
+    assert await claim_ids(calls, "big") == []
+    assert (await job_hash(calls, "a"))["status"] == "unworkable"
