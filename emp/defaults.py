@@ -93,3 +93,8 @@ DRAIN_TIMEOUT_S = 25.0
 
 STATE_DIR_NAME = "emp"
 """Local state (embedded redis-server data and its URL file) lives under $XDG_STATE_HOME/emp."""
+
+MAINTENANCE_INTERVAL_S = 5.0
+"""Unworkable detection and retention run this often, by one process of the fleet at a time
+(a guard key decides which): often enough that an impossible job is reported within seconds of
+its grace period, rare enough to cost nothing."""

@@ -31,6 +31,7 @@ class JobNotFound(EmpError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
+        self.next_claim: object = None  # set by complete/fail calls that also claimed
 
 
 class JobExists(EmpError):
@@ -51,6 +52,7 @@ class StaleAttempt(EmpError):
         self.attempt = attempt
         self.status = status
         self.current_attempt = current_attempt
+        self.next_claim: object = None  # set by complete/fail calls that also claimed
 
 
 class NotRetryable(EmpError):

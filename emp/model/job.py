@@ -41,6 +41,9 @@ from emp.model.requirements import (
     canonical_from_text,
     canonicalize,
 )
+from emp.model.requirements import (
+    json_kind as _kind,
+)
 
 
 class JobValidationError(ValueError):
@@ -322,22 +325,6 @@ def _problem(err: Any) -> str:
         return f"{loc}: {ctx['error']}"
     msg = str(err.get("msg", "invalid"))
     return f"{loc}: {msg[:1].lower()}{msg[1:]}"
-
-
-def _kind(v: object) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int | float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list | tuple):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return type(v).__name__
 
 
 # -- a job read back ----------------------------------------------------------------------------

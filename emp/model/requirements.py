@@ -69,13 +69,13 @@ def canonicalize(requirements: object) -> Canonical:
     if requirements is None:
         return EMPTY
     if not isinstance(requirements, dict):
-        raise RequirementsError(f"requirements must be a JSON object, got {_kind(requirements)}")
+        raise RequirementsError(f"requirements must be a JSON object, got {json_kind(requirements)}")
     positive: dict[str, Any] = {}
     negative: dict[str, Any] = {}
     for key, value in requirements.items():
         if key in (POSITIVE, NEGATIVE):
             if not isinstance(value, dict):
-                raise RequirementsError(f"{key} must be a JSON object, got {_kind(value)}")
+                raise RequirementsError(f"{key} must be a JSON object, got {json_kind(value)}")
             negative_side = key == NEGATIVE
             for sub_key, sub_value in value.items():
                 if sub_key in (POSITIVE, NEGATIVE):
@@ -97,7 +97,7 @@ def canonical_from_text(text: str) -> Canonical:
     except (TypeError, ValueError) as exc:
         raise RequirementsError(f"canonical requirements are not JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise RequirementsError(f"canonical requirements must be a JSON object, got {_kind(doc)}")
+        raise RequirementsError(f"canonical requirements must be a JSON object, got {json_kind(doc)}")
     unknown = sorted(set(doc) - {"n", "p"})
     if unknown:
         raise RequirementsError(f"canonical requirements have unknown section {unknown[0]!r}")
@@ -105,7 +105,7 @@ def canonical_from_text(text: str) -> Canonical:
     for name in ("n", "p"):
         section = doc.get(name, {})
         if not isinstance(section, dict):
-            raise RequirementsError(f"canonical section {name!r} must be a JSON object, got {_kind(section)}")
+            raise RequirementsError(f"canonical section {name!r} must be a JSON object, got {json_kind(section)}")
         label = "negative requirement" if name == "n" else "requirement"
         for key, value in section.items():
             _check_key(key, label)
@@ -134,7 +134,7 @@ def _flatten(key: object, value: Any, out: dict[str, Any], negative: bool, prefi
     label = "negative requirement" if negative else "requirement"
     if not isinstance(key, str):
         where = repr(prefix[:-1]) if prefix else "the top level"
-        raise RequirementsError(f"{label} keys must be strings, got {_kind(key)} under {where}")
+        raise RequirementsError(f"{label} keys must be strings, got {json_kind(key)} under {where}")
     full = f"{prefix}{key}"
     _check_key(full, label)
     if isinstance(value, dict):
@@ -167,12 +167,12 @@ def _leaf(key: str, value: Any, label: str) -> Any:
         for i, item in enumerate(value):
             if not _is_scalar(item):
                 raise RequirementsError(
-                    f"{label} {key!r}: array items must be strings, numbers or booleans (item {i} is {_kind(item)})"
+                    f"{label} {key!r}: array items must be strings, numbers or booleans (item {i} is {json_kind(item)})"
                 )
             items.append(_scalar(key, item, label))
         return items
     if not _is_scalar(value):
-        raise RequirementsError(f"{label} {key!r}: unsupported value of type {_kind(value)}")
+        raise RequirementsError(f"{label} {key!r}: unsupported value of type {json_kind(value)}")
     return _scalar(key, value, label)
 
 
@@ -189,7 +189,7 @@ def _scalar(key: str, v: Any, label: str) -> Any:
     return v
 
 
-def _kind(v: object) -> str:
+def json_kind(v: object) -> str:
     """The JSON name of a value's type, for error messages."""
     if v is None:
         return "null"

@@ -146,6 +146,22 @@ def _stale_or(reply: Sequence[Any], job_id: str, attempt: int) -> None:
         raise JobNotFound(job_id)
 
 
+def _finish_reply(
+    reply: Sequence[Any], job_id: str, attempt: int, claimed_next: bool
+) -> tuple[Outcome, ClaimResult | None]:
+    """Reply of complete/fail: (outcome, next claim). A refused outcome raises StaleAttempt or
+    JobNotFound carrying the next claim in ``.next_claim`` (the claim happened all the same)."""
+    outcome, nxt = reply[0], reply[1]
+    claimed = _parse_claim(nxt) if claimed_next else None
+    if outcome[0] in ("STALE", "NOT_FOUND"):
+        try:
+            _stale_or(outcome, job_id, attempt)
+        except (StaleAttempt, JobNotFound) as exc:
+            exc.next_claim = claimed
+            raise
+    return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+
+
 def _map_error(exc: ResponseError) -> Exception:
     msg = str(exc)
     if msg.startswith("EMP_INVALID"):
@@ -253,15 +269,7 @@ class Calls:
             result,
             *self._next_args(next_claim),
         )
-        outcome, nxt = reply[0], reply[1]
-        claimed = _parse_claim(nxt) if next_claim is not None else None
-        if outcome[0] in ("STALE", "NOT_FOUND"):
-            try:
-                _stale_or(outcome, job_id, attempt)
-            except (StaleAttempt, JobNotFound) as exc:
-                exc.next_claim = claimed  # type: ignore[union-attr]
-                raise
-        return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+        return _finish_reply(reply, job_id, attempt, next_claim is not None)
 
     async def fail(
         self,
@@ -285,15 +293,7 @@ class Calls:
             repr(jitter_r),
             *self._next_args(next_claim),
         )
-        outcome, nxt = reply[0], reply[1]
-        claimed = _parse_claim(nxt) if next_claim is not None else None
-        if outcome[0] in ("STALE", "NOT_FOUND"):
-            try:
-                _stale_or(outcome, job_id, attempt)
-            except (StaleAttempt, JobNotFound) as exc:
-                exc.next_claim = claimed  # type: ignore[union-attr]
-                raise
-        return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+        return _finish_reply(reply, job_id, attempt, next_claim is not None)
 
     async def release(self, job_id: str, attempt: int, worker_id: str, reason: str) -> str:
         """Give the job back without using an attempt; returns its new status."""

@@ -71,7 +71,7 @@ class WorkerConfig:
     idle_poll_s: float = defaults.IDLE_POLL_S
     progress_min_interval_s: float = defaults.PROGRESS_MIN_INTERVAL_S
     max_lost_leases: int = defaults.MAX_LOST_LEASES
-    maintenance_interval_s: float = 5.0
+    maintenance_interval_s: float = defaults.MAINTENANCE_INTERVAL_S
     unworkable_grace_s: float = defaults.UNWORKABLE_GRACE_S
 
 
@@ -309,8 +309,8 @@ class Worker:
         except (StaleAttempt, JobNotFound) as exc:
             # A retried call whose first try went through, or a job cancelled/requeued meanwhile.
             log.info("job %s: %s", job.id, exc)
-            claimed = getattr(exc, "next_claim", None)
-            return claimed if isinstance(claimed, ClaimedJob | NoJob | NotRegistered) else None
+            nxt_claim = exc.next_claim
+            return nxt_claim if isinstance(nxt_claim, ClaimedJob | NoJob | NotRegistered) else None
         return None
 
     async def _run(self, slot: Slot, job: ClaimedJob) -> tuple[str, Any]:

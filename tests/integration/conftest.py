@@ -2,35 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
+from tests.polling import wait_for as _wait_for
 
-
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        await anyio.sleep(0.02)
+# Processes start in about a second on a busy 2-core machine: a longer default deadline here.
+wait_for = functools.partial(_wait_for, timeout=15.0)
 
 
 def wire(service: str = "simulation", payload: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:

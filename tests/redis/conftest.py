@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-import anyio
 import pytest
 
 from emp.model.job import parse_submission
@@ -24,6 +22,7 @@ from emp.model.requirements import canonicalize
 from emp.redis import library
 from emp.redis.calls import Calls, ClaimedJob, ClaimResult, NoJob
 from emp.redis.client import connect
+from tests.polling import wait_for  # noqa: F401  (re-exported for the test modules)
 
 MAX_PAYLOAD = 1 << 20
 LEASE_MS = 30_000
@@ -181,18 +180,6 @@ async def queue_ids(calls: Calls, service: str = SERVICE, requirements: Any = No
 
 async def namespace_keys(calls: Calls) -> set[str]:
     return {k async for k in calls.client.scan_iter(match=calls.keys.prefix + "*", count=1000)}
-
-
-async def wait_for(check: Callable[[], Awaitable[Any]], timeout: float = 5.0, what: str = "condition") -> Any:
-    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await anyio.sleep(0.01)
 
 
 async def job_state(calls: Calls, job_id: str) -> dict[str, Any]:
