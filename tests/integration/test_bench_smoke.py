@@ -19,6 +19,7 @@ from emp.redis.client import connect
 
 QUICK_METRICS = [
     "submit_single",
+    "submit_batched_sequential",
     "submit_batched",
     "e2e_1p_1c",
     "e2e_1p_16c",
@@ -103,5 +104,5 @@ def test_bench_only_runs_the_chosen_measurements(redis_url: str, namespace: str)
     result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--quick", "--json", "--only", "memory,submit"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert list(doc["metrics"]) == ["submit_single", "submit_batched", "memory_per_job_b"]
+    assert list(doc["metrics"]) == ["submit_single", "submit_batched_sequential", "submit_batched", "memory_per_job_b"]
     assert doc["params"]["only"] == ["submit", "memory"]
