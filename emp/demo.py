@@ -47,6 +47,7 @@ from rich.console import Console
 from rich.live import Live
 
 from emp import defaults
+from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
 from emp.demo_view import (
     END_STATES,
@@ -460,6 +461,7 @@ class Demo:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # no orphan worker if the demo is SIGKILLed
             )
             self.procs.append(WorkerProcess(worker, proc, path, out))
             log.info("started worker %s (pid %d)", worker.worker_id, proc.pid)

@@ -39,6 +39,7 @@ import anyio
 
 import emp
 from emp import defaults
+from emp._process import die_with_parent
 from emp.bench.report import (
     MEASUREMENTS,  # noqa: E402  (one home for the names: report.py)
     BenchResult,
@@ -377,7 +378,7 @@ class WorkerProcs:
                     stderr=out,
                     env=env,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent,
+                    preexec_fn=die_with_parent,
                 )
             self.procs.append(proc)
             self.logs.append(path)
@@ -420,16 +421,6 @@ class WorkerProcs:
                 with contextlib.suppress(ProcessLookupError):
                     proc.kill()
                 proc.wait()
-
-
-def _die_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the bench dies, even by SIGKILL, so no worker
-    outlives the bench (and its private Redis) retrying forever. Elsewhere: nothing."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):
-            import ctypes
-
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: Path, lines: int = 8) -> str:

@@ -36,6 +36,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from emp._process import die_with_parent
 from emp.errors import BrokerError, ConfigError
 
 __all__ = ["MIN_VERSION", "URL_FILE_NAME", "EmbeddedRedis", "read_live_url", "redis_server_version"]
@@ -180,7 +181,14 @@ class EmbeddedRedis:
         offset = logfile.stat().st_size if logfile.exists() else 0
         # stdout/stderr go to the log too: redis prints argument errors there before it opens --logfile.
         with open(logfile, "ab") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # no orphan server if emp is SIGKILLed
+            )
         self._proc, self._port = proc, port
         self._finalizer = weakref.finalize(self, _terminate, proc)
 
