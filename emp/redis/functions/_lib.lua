@@ -289,11 +289,17 @@ local function reset_head(P, svc, sig, old_head)
 end
 
 -- Remove a pending job from its queue and the secondary indexes.
-local function dequeue(P, id, j, member)
+-- `after`: when the caller read the queue and knows what follows the head it removes:
+-- {member, score} of the next job, or {} when the queue becomes empty (saves a read).
+local function dequeue(P, id, j, member, after)
   local m = member or job_member(j, id)
   redis.call('ZREM', k_queue(P, j.service, j.sig), m)
   if redis.call('ZREM', k_heads(P, j.service), head_member(m, j.sig)) == 1 then
-    reset_head(P, j.service, j.sig, nil)
+    if after == nil then
+      reset_head(P, j.service, j.sig, nil)
+    elseif after[1] then
+      redis.call('ZADD', k_heads(P, j.service), after[2], head_member(after[1], j.sig))
+    end
   end
   if nonempty(j.workflow_id) then redis.call('ZREM', k_qwf(P, j.service, j.workflow_id), m) end
   if nonempty(j.customer_id) then redis.call('ZREM', k_qc(P, j.service, j.customer_id), m) end
@@ -488,21 +494,29 @@ end
 -- Cheap check of both heads; returns the next due time (ms) of either (or nil), and the next
 -- scheduled job's time (or nil).
 local function housekeep(P, now, max_lost)
+  local worked = false
   local s = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
   if s[2] and tonumber(s[2]) <= now then
-    promote_due(P, now, D.MAINTENANCE_PAGE)
+    worked = promote_due(P, now, D.MAINTENANCE_PAGE) > 0 or worked
     s = redis.call('ZRANGE', P .. 'scheduled', 0, 0, 'WITHSCORES')
   end
   local l = redis.call('ZRANGE', P .. 'leases', 0, 0, 'WITHSCORES')
   if l[2] and tonumber(l[2]) <= now then
-    requeue_expired(P, now, D.MAINTENANCE_PAGE, max_lost)
+    worked = requeue_expired(P, now, D.MAINTENANCE_PAGE, max_lost) > 0 or worked
     l = redis.call('ZRANGE', P .. 'leases', 0, 0, 'WITHSCORES')
   end
   local sched = s[2] and tonumber(s[2]) or nil
   local nxt = sched
   if l[2] and (nxt == nil or tonumber(l[2]) < nxt) then nxt = tonumber(l[2]) end
-  return nxt, sched
+  return nxt, sched, worked
 end
+
+-- A claim that finds work runs housekeep at most every HOUSEKEEP_EVERY_MS per namespace (the
+-- time of the last run is kept in the library's Lua state: lost on restart, which only means one
+-- early run); a claim that finds nothing always runs it, then looks again if it promoted or
+-- requeued anything.
+local HOUSEKEEP_EVERY_MS = 50
+local housekeep_next = {}
 
 -- The next due time (scheduled job or lease deadline) without doing any work.
 local function next_due(P)
@@ -565,7 +579,7 @@ local function scan_heads(P, W, svc, now, best, needs_job_check)
       -- Usually only the head is read; when a job near the head fails a per-job rule (customer,
       -- an avoided worker) look up to CLAIM_LOOKAHEAD deep, then give up on this signature.
       local qkey = k_queue(P, svc, sig)
-      local depth = needs_job_check and D.CLAIM_LOOKAHEAD or 1
+      local depth = needs_job_check and D.CLAIM_LOOKAHEAD or 2
       local items = redis.call('ZRANGE', qkey, 0, depth - 1, 'WITHSCORES')
       local k = 1
       while k <= #items do
@@ -578,10 +592,11 @@ local function scan_heads(P, W, svc, now, best, needs_job_check)
         end
         if ok then
           best = {score = score, member = m, id = member_id(m), service = svc, sig = sig}
+          if k == 1 then best.after = {items[3], items[4]} end -- {} when it was the only job
           break
         end
         k = k + 2
-        if k > #items and depth == 1 then
+        if k > #items and depth == 2 and #items == 4 then
           depth = D.CLAIM_LOOKAHEAD
           items = redis.call('ZRANGE', qkey, 0, depth - 1, 'WITHSCORES')
         end
@@ -610,24 +625,40 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost)
     end
   end
 
-  local next_due, next_sched = housekeep(P, now, max_lost)
+  local next_due, next_sched, kept = nil, nil, false
+  if now >= (housekeep_next[P] or 0) then
+    next_due, next_sched = housekeep(P, now, max_lost)
+    housekeep_next[P] = now + HOUSEKEEP_EVERY_MS
+    kept = true
+  end
 
-  local best = nil
   local allowed = nil
   if W.cr == '1' and nonempty(W.allowed) then
     local ok, t = pcall(cjson.decode, W.allowed)
     if ok and type(t) == 'table' and #t > 0 then allowed = t end
   end
-  for _, svc in ipairs(services) do
-    if nonempty(W.wf) then
-      best = scan_index(P, W, k_qwf(P, svc, W.wf), D.CLAIM_LOOKAHEAD, now, best)
-    elseif allowed then
-      for _, c in ipairs(allowed) do
-        if type(c) == 'string' then best = scan_index(P, W, k_qc(P, svc, c), D.CLAIM_LOOKAHEAD, now, best) end
+  local function find()
+    local best = nil
+    for _, svc in ipairs(services) do
+      if nonempty(W.wf) then
+        best = scan_index(P, W, k_qwf(P, svc, W.wf), D.CLAIM_LOOKAHEAD, now, best)
+      elseif allowed then
+        for _, c in ipairs(allowed) do
+          if type(c) == 'string' then best = scan_index(P, W, k_qc(P, svc, c), D.CLAIM_LOOKAHEAD, now, best) end
+        end
+      else
+        best = scan_heads(P, W, svc, now, best, W.cr == '1')
       end
-    else
-      best = scan_heads(P, W, svc, now, best, W.cr == '1')
     end
+    return best
+  end
+
+  local best = find()
+  if best == nil and not kept then
+    local worked
+    next_due, next_sched, worked = housekeep(P, now, max_lost)
+    housekeep_next[P] = now + HOUSEKEEP_EVERY_MS
+    if worked then best = find() end
   end
 
   if best == nil then
@@ -639,7 +670,7 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost)
   local id = best.id
   local j = load_job(P, id, CLAIM_FIELDS)
   j.service, j.sig = best.service, best.sig
-  dequeue(P, id, j, best.member)
+  dequeue(P, id, j, best.member, best.after)
   if W.idle == '1' then
     for _, svc in ipairs(services) do redis.call('ZREM', k_idle(P, svc), wid) end
   end
