@@ -8,6 +8,7 @@ NotRetryable, validation errors) and turned into exit codes by the CLI.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -46,10 +47,13 @@ def print_json(data: Any) -> None:
     sys.stdout.flush()
 
 
-def _stdout() -> Console:
+def _stdout(table: bool = False) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # A table piped into grep/awk must not be cut to rich's default 80 columns: its lines stay
+    # whole (scripts that need structure use --json). COLUMNS still wins when set.
+    width = None if not table or sys.stdout.isatty() or os.environ.get("COLUMNS") else 200
+    return Console(highlight=False, width=width)
 
 
 def job_to_dict(data: dict[str, Any]) -> dict[str, Any]:
@@ -161,7 +165,7 @@ async def run_list(
     elif not rows:
         _stdout().print("no jobs")
     else:
-        _stdout().print(list_table(rows))
+        _stdout(table=True).print(list_table(rows))
     return 0
 
 

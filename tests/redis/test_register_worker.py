@@ -100,3 +100,19 @@ async def test_re_registration_after_going_offline_makes_it_live_again(calls: Ca
     assert await calls.client.ttl(calls.keys.worker("w")) == -1
     assert (await calls.client.hgetall(calls.keys.worker("w")))["status"] == "idle"
     assert [w.id for w in await calls.live_workers()] == ["w"]
+
+
+async def test_a_worker_that_can_run_unworkable_jobs_revives_them_when_it_registers(calls: Calls) -> None:
+    big = {"hardware": {"gpu_memory_gb": 80}}
+    await submit(calls, {"id": "u1", "priority": 60}, {"id": "u2"}, requirements=big)
+    await submit(calls, {"id": "other", "requirements": {"hardware": {"gpu_memory_gb": 200}}})
+    for sig in (sig_of(SERVICE, big), sig_of(SERVICE, {"hardware": {"gpu_memory_gb": 200}})):
+        assert (await calls.mark_unworkable(SERVICE, sig, grace_ms=0))[0] == "OK"
+    await register(calls, "small", caps=caps_with(hardware={"gpu_memory_gb": 24}))
+    assert await calls.client.zcard(calls.keys.unworkable) == 3
+    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 96}))
+    # Its jobs are back in their places at once; the job it cannot run stays unworkable.
+    assert await calls.client.zrange(calls.keys.unworkable, 0, -1) == ["other"]
+    assert [e["job"] for e in await events(calls, "job_requeued")] == ["u1", "u2"]
+    got = await claim(calls, "big")
+    assert isinstance(got, ClaimedJob) and got.id == "u1"

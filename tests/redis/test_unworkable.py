@@ -80,11 +80,13 @@ async def test_mark_moves_one_page_per_call(calls: Calls) -> None:
 
 
 async def test_revive_moves_them_back_in_order(calls: Calls) -> None:
+    # The worker registers first: registering later would revive the signature by itself
+    # (test_register_worker); here the detection is simulated by calling mark directly.
+    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}), wake_token="tok")
     await submit(calls, *[{"id": f"j{i}", "requirements": REQ} for i in range(4)])
     await submit(calls, {"id": "later-plain"})
     await calls.mark_unworkable(SERVICE, SIG, 0)
     await submit(calls, {"id": "j4", "requirements": REQ})  # straight to unworkable
-    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}), wake_token="tok")
     await claim(calls, "big")  # takes later-plain
     await claim(calls, "big")  # EMPTY: idle
     assert await calls.revive_unworkable(SERVICE, SIG) == ("OK", 5, 0)
@@ -122,8 +124,8 @@ async def test_a_reviving_signature_can_be_marked_again(calls: Calls) -> None:
 
 
 async def test_claim_of_a_matching_worker_before_revive_gets_nothing_unworkable(calls: Calls) -> None:
+    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}))
     await submit(calls, {"id": "a", "requirements": REQ})
     await calls.mark_unworkable(SERVICE, SIG, 0)
-    await register(calls, "big", caps=caps_with(hardware={"gpu_memory_gb": 80}))
     assert await claim_ids(calls, "big") == []
     assert (await job_hash(calls, "a"))["status"] == "unworkable"

@@ -711,3 +711,30 @@ local function current_attempt(P, id, attempt, wid, full)
   end
   return j, nil
 end
+
+-- Unflag an unworkable signature and move one page of its jobs back to their places (used by
+-- emp_revive_unworkable and by a registration that can run it). Returns moved, remaining, or nil
+-- when the signature is not flagged.
+local function revive_signature(P, now, svc, sig, page)
+  local flagged = redis.call('HGET', k_usigs(P, svc), sig)
+  if not flagged then return nil end
+  local text = flagged
+  if string.sub(text, 1, 1) == '~' then text = string.sub(text, 2) end
+  redis.call('HSET', k_sigs(P, svc), sig, text)
+  redis.call('HSET', k_usigs(P, svc), sig, '~' .. text)
+  local ukey = k_uqueue(P, svc, sig)
+  local members = redis.call('ZRANGE', ukey, 0, page - 1)
+  for _, m in ipairs(members) do
+    local id = member_id(m)
+    redis.call('ZREM', ukey, m)
+    redis.call('ZREM', P .. 'unworkable', id)
+    local j = load_job(P, id)
+    if j and j.status == 'unworkable' then
+      enqueue(P, now, id, j)
+      emit(P, now, 'job_requeued', id, nil, nil, '{"from":"unworkable"}', true)
+    end
+  end
+  local remaining = redis.call('ZCARD', ukey)
+  if remaining == 0 then redis.call('HDEL', k_usigs(P, svc), sig) end
+  return #members, remaining
+end

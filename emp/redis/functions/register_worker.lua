@@ -5,7 +5,7 @@
   KEYS[1]  worker:<wid>
   ARGV[1]  P, ARGV[2] wid, ARGV[3] machine_id, ARGV[4] services (comma list), ARGV[5] caps JSON,
   ARGV[6]  wake token (the worker process blocks on wake:<token>), ARGV[7] worker_ttl_ms
-  Reply    {'OK'}
+  Reply    {'OK', revived}  revived: unworkable jobs this worker can run, moved back to the queue
   Errors   EMP_INVALID when caps are not a JSON object or services are empty (nothing written)
 ]]
 
@@ -40,7 +40,18 @@ local function register_worker(keys, args)
   redis.call('ZADD', P .. 'workers', now + ttl, wid)
   emit(P, now, 'worker_registered', nil, wid, nil,
     '{"machine_id":' .. json_str(machine or '') .. ',"services":' .. json_str(services) .. '}', false)
-  return {'OK'}
+  -- A worker that can run an unworkable signature revives it at once (one page; the maintenance
+  -- pass moves the rest), so its jobs do not wait for the next pass, and a --burst worker finds them.
+  local W = {id = wid, P = P, caps_t = caps}
+  local revived = 0
+  for _, svc in ipairs(split_csv(services)) do
+    for _, sig in ipairs(redis.call('HKEYS', k_usigs(P, svc))) do
+      if sig_matches(P, W, svc, sig) then
+        revived = revived + (revive_signature(P, now, svc, sig, D.MAINTENANCE_PAGE * 5) or 0)
+      end
+    end
+  end
+  return {'OK', revived}
 end
 
 redis.register_function('emp_register_worker', register_worker)
