@@ -28,16 +28,13 @@ At the end, the demo's jobs still open (the unworkable one) are cancelled, so no
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import random
 import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -46,14 +43,21 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
-from emp import defaults
 from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
+from emp.demo_fleet import (
+    WORKER_DRAIN_S,
+    WORKER_KINDS,
+    DemoWorker,
+    demo_fleet,
+    demo_jobs,
+    expected_rows,
+    worker_argv,
+)
 from emp.demo_view import (
     END_STATES,
     DemoEvent,
     DemoState,
-    JobRow,
     apply_event,
     apply_snapshot,
     progress_line,
@@ -63,8 +67,6 @@ from emp.demo_view import (
 from emp.maintenance import maintenance_loop
 from emp.model.events import Event
 from emp.model.job import parse_submission
-from emp.model.matching import requirements_match
-from emp.model.requirements import canonical_from_text
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
@@ -86,9 +88,6 @@ MAINTENANCE_INTERVAL_S = 1.0
 REGISTER_TIMEOUT_S = 30.0
 """Worker processes must all be registered within this (a cold Python start takes ~1 s)."""
 
-WORKER_DRAIN_S = 5.0
-"""Drain timeout given to the demo's workers: every job has ended by then anyway."""
-
 STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
 """After SIGTERM, a worker process gets this long to exit before SIGKILL."""
 
@@ -98,221 +97,6 @@ LIVE_PACE = 2.0
 SMOKE_LINE_INTERVAL_S = 1.0
 LIVE_REFRESH_S = 0.1
 EXIT_INTERRUPTED = 130
-
-
-# -- the fleet and the jobs (pure) ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class WorkerKind:
-    """One kind of simulated machine: its services, capabilities and slots."""
-
-    name: str
-    services: tuple[str, ...]
-    capabilities: dict[str, Any]
-    concurrency: int = 2
-
-
-WORKER_KINDS: tuple[WorkerKind, ...] = (
-    WorkerKind(
-        "rtx4090",
-        ("simulation", "comfyui-sim"),
-        {
-            "hardware": {"gpu_model": "rtx4090", "gpu_memory_gb": 24, "ram_gb": 64, "cpu_cores": 16},
-            "models": {"comfyui-sim": ["sdxl", "flux-dev"]},
-            "pool": "demo",
-        },
-    ),
-    WorkerKind(
-        "a6000",
-        ("simulation", "comfyui-sim"),
-        {
-            "hardware": {"gpu_model": "a6000", "gpu_memory_gb": 48, "ram_gb": 128, "cpu_cores": 32},
-            "models": {"comfyui-sim": ["sdxl", "flux-dev", "sd35-large"]},
-            "pool": "demo",
-        },
-    ),
-    WorkerKind(
-        "cpu",
-        ("simulation",),
-        {"hardware": {"gpu_memory_gb": 0, "ram_gb": 16, "cpu_cores": 8}, "pool": "demo"},
-    ),
-)
-
-
-@dataclass(frozen=True)
-class DemoWorker:
-    """One worker process of the demo fleet."""
-
-    name: str
-    kind: WorkerKind
-
-    @property
-    def worker_id(self) -> str:
-        return f"demo-{self.name}"
-
-    @property
-    def slot_count(self) -> int:
-        return self.kind.concurrency
-
-
-def demo_fleet(count: int) -> list[DemoWorker]:
-    """``count`` worker processes, cycling through the kinds: rtx4090, a6000, cpu, rtx4090-2, ..."""
-    if count < 1:
-        raise ValueError("the demo needs at least one worker")
-    fleet = []
-    for i in range(count):
-        kind = WORKER_KINDS[i % len(WORKER_KINDS)]
-        n = i // len(WORKER_KINDS)
-        fleet.append(DemoWorker(kind.name if n == 0 else f"{kind.name}-{n + 1}", kind))
-    return fleet
-
-
-@dataclass(frozen=True)
-class DemoJob:
-    """A job the demo submits, and the state it must end in (given a fleet that can run it)."""
-
-    id: str
-    label: str
-    submission: dict[str, Any]
-    expected: str = "completed"
-    expected_attempt: int | None = None
-
-    @property
-    def service(self) -> str:
-        return str(self.submission["service"])
-
-    @property
-    def priority(self) -> int:
-        return int(self.submission.get("workflow_priority", self.submission.get("priority", defaults.PRIORITY)))
-
-
-def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7) -> list[DemoJob]:
-    """The batch the demo submits (deterministic for a seed): 22 jobs, see the module docstring.
-    ``pace`` stretches every step (the live screen runs slower than --smoke, for human eyes)."""
-    rng = random.Random(seed)
-
-    def sim(steps: int, step_ms: int, **extra: Any) -> dict[str, Any]:
-        return {"steps": steps, "step_ms": int(step_ms * pace), **extra}
-
-    def job(
-        job_id: str,
-        label: str,
-        service: str,
-        priority: int,
-        payload: dict[str, Any],
-        expected: str = "completed",
-        attempt: int | None = None,
-        **fields: Any,
-    ) -> DemoJob:
-        submission = {"service": service, "priority": priority, "payload": payload, **fields}
-        return DemoJob(job_id, label, submission, expected, attempt)
-
-    def gpu(gb: int) -> dict[str, Any]:
-        return {"hardware": {"gpu_memory_gb": gb}}
-
-    jobs = [
-        job(
-            f"sim-{i:02d}",
-            f"simulation, priority {p}",
-            "simulation",
-            p,
-            sim(rng.randint(5, 12), rng.choice((120, 200))),
-        )
-        for i, p in enumerate((90, 50, 10, 70, 50, 30, 80, 50, 20, 60), start=1)
-    ]
-    jobs += [
-        job(f"img-{m.partition('-')[0]}-{i}", f"needs model {m}", "comfyui-sim", 60, sim(rng.randint(6, 10), 150),
-            requirements={"models": [m]})
-        for i, m in enumerate(("sdxl", "sdxl", "flux-dev"), start=1)
-    ]  # fmt: skip
-    jobs.append(
-        job("img-sd35", "needs model sd35-large (a6000 only)", "comfyui-sim", 55, sim(8, 150),
-            requirements={"models": ["sd35-large"]})
-    )  # fmt: skip
-    jobs += [
-        job(f"big-40g-{i}", "needs gpu_memory_gb >= 40", "comfyui-sim", 65, sim(8, 150), requirements=gpu(40))
-        for i in (1, 2)
-    ]
-    # One workflow: its steps share workflow_priority and workflow_datetime, so they run before
-    # newer work of the same priority, in step order.
-    workflow: dict[str, Any] = {
-        "workflow_id": f"wf-{now_ms}",
-        "workflow_priority": 75,
-        "workflow_datetime": now_ms - 60_000,
-    }
-    jobs += [
-        job(f"wf-step-{n}", f"workflow step {n}/3 (workflow_priority 75)", "simulation", 50, sim(5, 150),
-            step=n, total_steps=3, **workflow)
-        for n in (1, 2, 3)
-    ]  # fmt: skip
-    jobs += [
-        job("flaky", "fails transiently once, then succeeds", "simulation", 85,
-            sim(6, 120, fail="transient", fail_attempts=1), attempt=2),
-        job("bad-input", "malformed: fails at once, no retry", "simulation", 85, sim(4, 100, fail="malformed"),
-            expected="failed"),
-        job("huge-80g", "needs gpu_memory_gb >= 80: no such worker", "comfyui-sim", 40, sim(4, 100),
-            expected="unworkable", requirements=gpu(80)),
-    ]  # fmt: skip
-    return jobs
-
-
-def worker_capabilities(worker: DemoWorker) -> dict[str, Any]:
-    """The capabilities the worker registers, as far as matching cares (services added as the
-    worker runtime does)."""
-    caps = json.loads(json.dumps(worker.kind.capabilities))
-    caps["services"] = list(worker.kind.services)
-    return dict(caps)
-
-
-def runnable(job: DemoJob, wire: dict[str, Any], fleet: Sequence[DemoWorker]) -> bool:
-    """Can some worker of ``fleet`` run ``job``? (``wire``: its submit wire, with canonical requirements.)"""
-    requirements = canonical_from_text(str(wire.get("requirements") or "{}"))
-    return any(
-        job.service in w.kind.services and requirements_match(requirements, worker_capabilities(w), job.service)
-        for w in fleet
-    )
-
-
-def expected_rows(
-    jobs: Sequence[DemoJob], wires: Sequence[dict[str, Any]], fleet: Sequence[DemoWorker]
-) -> list[JobRow]:
-    """The demo's job rows. A job the chosen fleet cannot run is expected to end unworkable
-    (with ``--workers 1`` the a6000-only jobs do)."""
-    rows = []
-    for job, wire in zip(jobs, wires, strict=True):
-        expected, attempt = job.expected, job.expected_attempt
-        if not runnable(job, wire, fleet):
-            expected, attempt = "unworkable", None
-        rows.append(JobRow(job.id, job.label, job.service, job.priority, expected, attempt))
-    return rows
-
-
-def worker_argv(worker: DemoWorker, namespace: str) -> list[str]:
-    """The command line of one worker process. The Redis URL goes in the environment (EMP_REDIS_URL),
-    not in argv, where `ps` would show its password to every user of the machine."""
-    return [
-        sys.executable,
-        "-m",
-        "emp",
-        "--namespace",
-        namespace,
-        "worker",
-        "--id",
-        worker.worker_id,
-        "--machine-id",
-        f"demo-{worker.name}-box",
-        "--services",
-        ",".join(worker.kind.services),
-        "--connector",
-        "simulation",
-        "--capabilities",
-        json.dumps(worker.kind.capabilities, separators=(",", ":")),
-        "--concurrency",
-        str(worker.kind.concurrency),
-        "--drain-timeout",
-        f"{WORKER_DRAIN_S:g}",
-    ]
 
 
 # -- the run --------------------------------------------------------------------------------------

@@ -231,7 +231,7 @@ def test_job_submitted_from_elsewhere_is_shown_but_not_judged() -> None:
 def test_demo_expectations_follow_the_fleet() -> None:
     """The demo's expectations come from the matching rules: with only the 24 GB kind, the jobs
     that need 40 GB or the a6000's model are expected to end unworkable."""
-    from emp.demo import demo_fleet, demo_jobs, expected_rows
+    from emp.demo_fleet import demo_fleet, demo_jobs, expected_rows
     from emp.model.job import parse_submission
 
     jobs = demo_jobs(1_700_000_000_000)
