@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     worker_workflow_id: str | None = Field(
         default=None, validation_alias=_env("EMP_WORKER_WORKFLOW_ID", "WORKER_WORKFLOW_ID")
     )
+    output_url: str | None = Field(default=None, validation_alias=_env("EMP_OUTPUT_URL"))
+    """Where job outputs go: a file:// URL or a directory (default <state dir>/outputs)."""
+    services_config: Path | None = Field(default=None, validation_alias=_env("EMP_SERVICES_CONFIG"))
+    """The service map (TOML) workers read: which connector serves which job services."""
 
     @field_validator("namespace")
     @classmethod
@@ -97,7 +101,7 @@ class Settings(BaseSettings):
             raise ValueError("must be non-empty, without braces, colons or spaces")
         return value
 
-    @field_validator("redis_url", "worker_id", "worker_workflow_id", mode="before")
+    @field_validator("redis_url", "worker_id", "worker_workflow_id", "output_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `export WORKER_ID=` in a shell script means "not set", not "the empty id".

@@ -98,3 +98,21 @@ MAINTENANCE_INTERVAL_S = 5.0
 """Unworkable detection and retention run this often, by one process of the fleet at a time
 (a guard key decides which): often enough that an impossible job is reported within seconds of
 its grace period, rare enough to cost nothing."""
+
+SERVICE_CHECK_INTERVAL_S = 2.0
+"""A worker checks its service's health this often (ComfyUI: GET /system_stats, ~1 ms): a dead
+service stops the worker claiming within seconds, and a restarted one is back as quickly."""
+
+SERVICE_REPORT_INTERVAL_S = 15.0
+"""A service's status is written to Redis when it changes and at least this often."""
+
+SERVICE_STATUS_TTL_S = 45.0
+"""A service record lapses after this without a report (three missed reports): a worker that
+died takes its service out of the fleet view, no phantom stays."""
+
+SERVICE_STARTING_GRACE_S = 120.0
+"""A service never seen healthy is "starting" (not "offline") this long after its worker began:
+ComfyUI takes 10-60 s to boot on a fresh box."""
+
+OUTPUT_DIR_NAME = "outputs"
+"""Job outputs go to <state dir>/outputs unless EMP_OUTPUT_URL says otherwise."""

@@ -404,6 +404,11 @@ class Calls:
         reply = await self._fcall("emp_worker_offline", [self.keys.worker(worker_id)], self.p, worker_id, reason)
         return bool(reply[0] == "OK")
 
+    async def worker_pause(self, worker_id: str, reason: str) -> bool:
+        """Stop being woken (the worker's service is down); the next claim makes it idle again."""
+        reply = await self._fcall("emp_worker_pause", [self.keys.worker(worker_id)], self.p, worker_id, reason)
+        return bool(reply[0] == "OK")
+
     async def live_workers(self, page: int = 500) -> list[LiveWorker]:
         out: list[LiveWorker] = []
         offset = 0
@@ -425,6 +430,30 @@ class Calls:
                     )
                 )
             if len(reply) < page * 6:
+                return out
+            offset += page
+
+    async def service_status(self, service_id: str, status: str, ttl_ms: int, record: dict[str, Any]) -> bool:
+        """Report a service's state (emp_service_status); True when the state changed."""
+        reply = await self._fcall(
+            "emp_service_status",
+            [self.keys.service_instance(service_id), self.keys.service_instances],
+            self.p,
+            service_id,
+            status,
+            ttl_ms,
+            json.dumps(record, separators=(",", ":")),
+        )
+        return bool(int(reply[0]))
+
+    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
+        """Every service whose last report has not lapsed, as raw records (see emp.model.services)."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            reply = await self._fcall("emp_list_services", [self.keys.service_instances], self.p, offset, page, ro=True)
+            out += [json.loads(r) for r in reply]
+            if len(reply) < page:
                 return out
             offset += page
 

@@ -75,6 +75,15 @@ class Keys:
     def services(self) -> str:
         return f"{self.prefix}services"
 
+    def service_instance(self, service_id: str) -> str:
+        """A running service's status record (emp_service_status); expires with its reports."""
+        return f"{self.prefix}svc:{service_id}"
+
+    @property
+    def service_instances(self) -> str:
+        """zset: service id -> expiry of its last report (the fleet-wide services view)."""
+        return f"{self.prefix}svcs"
+
     @property
     def stats(self) -> str:
         return f"{self.prefix}stats"

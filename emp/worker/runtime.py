@@ -37,13 +37,16 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from emp import defaults
+from emp.config import default_state_dir
 from emp.errors import JobNotFound, StaleAttempt
 from emp.redis import library
 from emp.redis.calls import Calls, ClaimedJob, ClaimResult, NextClaim, NoJob, NotRegistered
 from emp.redis.client import connect
-from emp.worker.connectors.base import Connector, ConnectorError
-from emp.worker.connectors.simulation import get_connector
+from emp.storage import OutputSink, Storage, open_storage
+from emp.worker.connectors.base import Connector, ConnectorError, JobContext
+from emp.worker.connectors.simulation import SimulationConnector
 from emp.worker.progress import ProgressReporter
+from emp.worker.service_monitor import ServiceMonitor
 
 log = logging.getLogger(__name__)
 
@@ -73,26 +76,43 @@ class WorkerConfig:
     max_lost_leases: int = defaults.MAX_LOST_LEASES
     maintenance_interval_s: float = defaults.MAINTENANCE_INTERVAL_S
     unworkable_grace_s: float = defaults.UNWORKABLE_GRACE_S
+    output_url: str | None = None
+    """Where job outputs go (EMP_OUTPUT_URL); default <state dir>/outputs."""
+    service_check_interval_s: float = defaults.SERVICE_CHECK_INTERVAL_S
+    service_report_interval_s: float = defaults.SERVICE_REPORT_INTERVAL_S
+    service_starting_grace_s: float = defaults.SERVICE_STARTING_GRACE_S
+
+
+@dataclass
+class ConnectorBinding:
+    """One connector and the job services it serves (several names may share one connector)."""
+
+    connector: Connector
+    services: list[str]
+    url: str = ""
+    """The service's address, for the status record ("" for in-process connectors)."""
+    name: str = ""
+    """The binding's name in the service map (default: the connector type)."""
 
 
 def default_worker_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:4]}"
 
 
-def build_capabilities(cfg: WorkerConfig, models: list[str]) -> dict[str, Any]:
+def build_capabilities(cfg: WorkerConfig, models: dict[str, list[str]]) -> dict[str, Any]:
     """The capabilities document a slot registers: the operator's extra capabilities, plus the
-    services, the workflow restriction and the connector's models for each service."""
+    services, the workflow restriction and, per service, the models its connector reported."""
     caps: dict[str, Any] = json.loads(json.dumps(cfg.capabilities))  # deep copy
     caps["services"] = list(cfg.services)
     if cfg.workflow_id:
         caps["workflow_id"] = cfg.workflow_id
-    if models:
+    if any(models.values()):
         existing = caps.get("models")
         per_service: dict[str, Any] = dict(existing) if isinstance(existing, dict) else {}
         for svc in cfg.services:
             have = per_service.get(svc)
             merged = list(have) if isinstance(have, list) else []
-            merged += [m for m in models if m not in merged]
+            merged += [m for m in models.get(svc, []) if m not in merged]
             per_service[svc] = merged
         caps["models"] = per_service
     return caps
@@ -120,11 +140,32 @@ class Slot:
 
 
 class Worker:
-    def __init__(self, cfg: WorkerConfig, connector: Connector | None = None) -> None:
+    def __init__(
+        self,
+        cfg: WorkerConfig,
+        connector: Connector | None = None,
+        *,
+        bindings: list[ConnectorBinding] | None = None,
+        storage: Storage | None = None,
+    ) -> None:
         if cfg.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.cfg = cfg
-        self.connector: Connector = connector or get_connector(cfg.connector)
+        if bindings is None:
+            bindings = [ConnectorBinding(connector or SimulationConnector(), list(cfg.services))]
+        self.bindings = bindings
+        self.routes: dict[str, Connector] = {}
+        for b in bindings:
+            for svc in b.services:
+                if svc in self.routes:
+                    raise ValueError(f"service {svc!r} is served by two connectors")
+                self.routes[svc] = b.connector
+        missing = [svc for svc in cfg.services if svc not in self.routes]
+        if missing:
+            raise ValueError(f"no connector serves service(s) {', '.join(missing)}")
+        self.storage: Storage = storage or open_storage(
+            cfg.output_url or str(default_state_dir() / defaults.OUTPUT_DIR_NAME)
+        )
         base = cfg.worker_id or default_worker_id()
         self.base_id = base
         ids = [base] if cfg.concurrency == 1 else [f"{base}-{i}" for i in range(cfg.concurrency)]
@@ -139,6 +180,58 @@ class Worker:
         self.caps: dict[str, Any] = {}
         self.calls: Calls | None = None
         self.draining = anyio.Event()
+        self.monitors = [self._monitor(b) for b in bindings]
+        self.paused: set[str] = set()  # slots told to Redis they are paused (service down)
+
+    def _monitor(self, binding: ConnectorBinding) -> ServiceMonitor:
+        conn = binding.connector
+        where = binding.url.split("://", 1)[-1].rstrip("/") if binding.url else self.base_id
+        served = set(binding.services)
+        return ServiceMonitor(
+            conn,
+            service_id=f"{self.cfg.machine_id}:{binding.name or conn.name}:{where}",
+            record={
+                "connector": conn.name,
+                "url": binding.url,
+                "services": list(binding.services),
+                "machine_id": self.cfg.machine_id,
+                "workers": [s.worker_id for s in self.slots],
+            },
+            busy=lambda: any(s.job is not None and s.job.service in served for s in self.slots),
+            on_ready=self._refresh_capabilities,
+            check_interval_s=self.cfg.service_check_interval_s,
+            report_interval_s=self.cfg.service_report_interval_s,
+            starting_grace_s=self.cfg.service_starting_grace_s,
+        )
+
+    def services_ready(self) -> bool:
+        return all(m.ready for m in self.monitors)
+
+    async def _models(self) -> dict[str, list[str]]:
+        """Each service's models, from its connector; a service that cannot answer yet has none
+        (the worker registers again with them once the service is up)."""
+        out: dict[str, list[str]] = {}
+        for b in self.bindings:
+            try:
+                with anyio.fail_after(10):
+                    models = await b.connector.list_models()
+            except Exception as exc:
+                log.info("models of %s unavailable for now: %s", b.name or b.connector.name, exc)
+                models = []
+            for svc in b.services:
+                out[svc] = models
+        return out
+
+    async def _refresh_capabilities(self) -> None:
+        """A service came up: advertise its models now (register again if they changed)."""
+        if self.calls is None:
+            return
+        caps = build_capabilities(self.cfg, await self._models())
+        if caps != self.caps:
+            self.caps = caps
+            for slot in self.slots:
+                await self._retrying(functools.partial(self._register, slot), "register")
+            log.info("capabilities updated: models %s", caps.get("models", {}))
 
     # -- signals --------------------------------------------------------------------------
 
@@ -171,7 +264,9 @@ class Worker:
         self.calls = calls = Calls(client, self.cfg.namespace)
         try:
             await self._retrying(lambda: library.ensure_loaded(client), "load library")
-            self.caps = build_capabilities(self.cfg, await self.connector.list_models())
+            for monitor in self.monitors:
+                await monitor.check()  # first readings before registering: models need the service
+            self.caps = build_capabilities(self.cfg, await self._models())
             for slot in self.slots:
                 await self._retrying(functools.partial(self._register, slot), "register")
             log.info(
@@ -188,6 +283,8 @@ class Worker:
                 tg.start_soon(self._cancel_listener)
                 tg.start_soon(self._maintenance)
                 tg.start_soon(self._drain_timer)
+                for monitor in self.monitors:
+                    tg.start_soon(monitor.run, calls, TRANSIENT_REDIS_ERRORS)
                 async with anyio.create_task_group() as slots:
                     for slot in self.slots:
                         slots.start_soon(self._slot_loop, slot)
@@ -196,10 +293,16 @@ class Worker:
                 for slot in self.slots:
                     with contextlib.suppress(Exception):
                         await calls.worker_offline(slot.worker_id, "shutdown" if not self.accepting else "done")
+                for monitor in self.monitors:
+                    with contextlib.suppress(Exception):
+                        await monitor.report_stopped(calls)
             log.info("worker %s stopped: %d job(s) finished", self.base_id, self.finished_jobs)
             return 1 if self.forced else 0
         finally:
             with anyio.move_on_after(2, shield=True):
+                for b in self.bindings:
+                    with contextlib.suppress(Exception):
+                        await b.connector.aclose()
                 await client.aclose()
                 await blocking.aclose()
 
@@ -255,6 +358,9 @@ class Worker:
             if result is None:
                 if not self._wants_more():
                     return
+                if not self.services_ready():
+                    await self._paused_wait(slot)
+                    continue
                 slot.wake = anyio.Event()
                 result = await self._claim(slot)
             if isinstance(result, ClaimedJob):
@@ -269,6 +375,24 @@ class Worker:
                 return  # nothing pending or scheduled that this worker can run (see --burst)
             await self._idle_wait(slot, result.next_due_ms)
             result = None
+
+    async def _paused_wait(self, slot: Slot) -> None:
+        """The service is down: leave the idle sets (once) and wait for it, or for shutdown."""
+        assert self.calls is not None
+        calls = self.calls
+        if slot.worker_id not in self.paused:
+            down = [m for m in self.monitors if not m.ready]
+            reason = "; ".join(f"{m.connector.name} {m.state}: {m.health.message}" for m in down)[:500]
+            self.paused.add(slot.worker_id)
+            log.info("slot %s paused: %s", slot.worker_id, reason)
+            with contextlib.suppress(*TRANSIENT_REDIS_ERRORS):
+                await calls.worker_pause(slot.worker_id, reason)
+        for monitor in self.monitors:
+            if not monitor.ready and self.accepting:
+                await monitor.wait_ready(0.25)
+        if self.services_ready():
+            self.paused.discard(slot.worker_id)
+            log.info("slot %s resumes claiming", slot.worker_id)
 
     async def _idle_wait(self, slot: Slot, next_due_ms: int | None) -> None:
         timeout = self.cfg.idle_poll_s
@@ -285,7 +409,11 @@ class Worker:
         calls = self.calls
         outcome, value = await self._run(slot, job)
         self.finished_jobs += 1
-        nxt = self._next_claim() if self._wants_more() else None
+        if outcome == "fail" and value[0] == "service_unavailable":
+            for monitor in self.monitors:
+                if monitor.connector is self.routes.get(job.service):
+                    monitor.suspect(value[1])
+        nxt = self._next_claim() if self._wants_more() and self.services_ready() else None
         try:
             if outcome == "complete":
                 result = "" if value is None else json.dumps(value, separators=(",", ":"))
@@ -317,6 +445,12 @@ class Worker:
         assert self.calls is not None
         reporter = ProgressReporter(self.calls, job.id, job.attempt, slot.worker_id, self.cfg.progress_min_interval_s)
         slot.job, slot.stop_reason = job, None
+        connector = self.routes.get(job.service)
+        if connector is None:  # a job of a service this worker does not serve (cannot happen by matching)
+            slot.job = None
+            return ("fail", ("malformed", f"this worker has no connector for service {job.service!r}"))
+        sink = OutputSink(self.storage, job.id, job.attempt)
+        ctx = JobContext(job.id, job.attempt, job.payload, reporter.update, sink, job.service)
         outcome: tuple[str, Any] = ("release", "interrupted")
         try:
             with anyio.CancelScope() as scope:
@@ -326,11 +460,11 @@ class Worker:
                 try:
                     if job.timeout_s:
                         with anyio.fail_after(job.timeout_s):
-                            value = await self.connector.run(job.id, job.attempt, job.payload, reporter.update)
+                            value = await connector.run(ctx)
                     else:
-                        value = await self.connector.run(job.id, job.attempt, job.payload, reporter.update)
+                        value = await connector.run(ctx)
                     await reporter.flush()
-                    outcome = ("complete", value)
+                    outcome = ("complete", with_outputs(value, sink))
                 except TimeoutError:
                     outcome = ("fail", ("timeout", f"job exceeded its timeout of {job.timeout_s:g} s"))
                 except ConnectorError as exc:
@@ -462,6 +596,16 @@ class Worker:
                 await anyio.sleep(1)
 
 
-async def run_worker(cfg: WorkerConfig) -> int:
+def with_outputs(value: Any, sink: OutputSink) -> Any:
+    """The job's result with the stored outputs listed under ``outputs`` (a non-object result is
+    kept under ``value``). Unchanged when the job stored nothing."""
+    if not sink.stored:
+        return value
+    result: dict[str, Any] = dict(value) if isinstance(value, dict) else {"value": value}
+    result["outputs"] = [o.to_json() for o in sink.stored]
+    return result
+
+
+async def run_worker(cfg: WorkerConfig, bindings: list[ConnectorBinding] | None = None) -> int:
     """Run a worker process until it is told to stop (or, with burst/max_jobs, until done)."""
-    return await Worker(cfg).run()
+    return await Worker(cfg, bindings=bindings).run()

@@ -123,6 +123,7 @@ async def test_every_lua_file_registers_its_function_and_has_a_test_module() -> 
         "mark_unworkable": "test_unworkable.py",
         "revive_unworkable": "test_unworkable.py",
         "version": "test_library.py",
+        "list_services": "test_service_status.py",
     }
     files = sorted(p.stem for p in library.FUNCTIONS_DIR.glob("*.lua") if p.name != "_lib.lua")
     assert files, "no Functions found"

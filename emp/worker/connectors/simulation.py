@@ -8,62 +8,148 @@ Payload fields (all optional):
   crash (the whole worker process dies at once, as a spot machine would), hang (never returns:
   only a timeout or a cancel ends it).
 - ``fail_attempts``: how many attempts fail before one succeeds (default: all).
+
+Imitation (option ``imitate``; a job service named ``<service>-sim`` gets it by the service map):
+the connector accepts the payloads of that service and answers in its shape, so an app can be
+built against ``comfyui-sim`` before any GPU exists, as the original system allowed.
+
+- ``comfyui``: ``workflow`` (an API-format graph) is required; one step per node; one small PNG
+  output per SaveImage node (at least one).
+- ``a1111``: ``prompt`` is required; ``steps`` defaults to 20; ``batch_size`` PNG outputs.
+- ``ollama``: ``model`` and ``prompt`` or ``messages`` are required; one step per 8 words of a
+  made-up answer; the result has ``response`` and the counters Ollama reports.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+import struct
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import anyio
 
-from emp.worker.connectors.base import ConnectorError, ProgressFn
+from emp.worker.connectors.base import ConnectorError, Health, JobContext
 
 FAIL_MODES = ("transient", "malformed", "resource_exhausted", "crash", "hang")
 MODELS = ["simulation-model-v1", "simulation-model-v2"]
+IMITATIONS = ("comfyui", "a1111", "ollama")
 
 
-def _int(payload: dict[str, Any], key: str, default: int) -> int:
+def _int(payload: Mapping[str, Any], key: str, default: int) -> int:
     value = payload.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
         raise ConnectorError("malformed", f"payload.{key} must be a non-negative number, got {value!r}")
     return int(value)
 
 
-class SimulationConnector:
-    name = "simulation"
+@dataclass(frozen=True, slots=True)
+class SimulationSettings:
+    imitate: str | None = None
+    """Accept and answer in the shape of this service (comfyui, a1111, ollama)."""
 
-    async def run(self, job_id: str, attempt: int, payload: dict[str, Any], progress: ProgressFn) -> Any:
-        steps = _int(payload, "steps", 10)
+
+class SimulationConnector:
+    name: ClassVar[str] = "simulation"
+    default_url: ClassVar[str | None] = None
+
+    def __init__(self, settings: SimulationSettings | None = None) -> None:
+        self.settings = settings or SimulationSettings()
+
+    @classmethod
+    def from_config(cls, url: str | None, options: Mapping[str, Any]) -> SimulationConnector:
+        unknown = set(options) - {"imitate"}
+        if unknown:
+            raise ValueError(f"unknown simulation option(s): {', '.join(sorted(unknown))} (known: imitate)")
+        imitate = options.get("imitate")
+        if imitate is not None and imitate not in IMITATIONS:
+            raise ValueError(f"simulation option imitate must be one of {', '.join(IMITATIONS)}, got {imitate!r}")
+        return cls(SimulationSettings(imitate=imitate))
+
+    async def run(self, ctx: JobContext) -> Any:
+        payload = ctx.payload
+        imitate = self.settings.imitate
+        default_steps, outputs = 10, 0
+        if imitate is not None:
+            default_steps, outputs = _imitation_plan(imitate, payload)
+        steps = _int(payload, "steps", default_steps)
         step_ms = _int(payload, "step_ms", 100)
         fail = payload.get("fail")
         if fail is not None and fail not in FAIL_MODES:
             raise ConnectorError("malformed", f"payload.fail must be one of {', '.join(FAIL_MODES)}, got {fail!r}")
         fail_attempts = payload.get("fail_attempts")
-        failing = fail is not None and (fail_attempts is None or attempt <= _int(payload, "fail_attempts", 0))
+        failing = fail is not None and (fail_attempts is None or ctx.attempt <= _int(payload, "fail_attempts", 0))
         for step in range(1, steps + 1):
             await anyio.sleep(step_ms / 1000)
             if failing and step == max(1, steps // 2):
                 break
-            await progress(100.0 * step / steps, f"step {step}/{steps}")
+            await ctx.progress(100.0 * step / steps, f"step {step}/{steps}")
         if failing:
             if fail == "crash":
                 os.kill(os.getpid(), signal.SIGKILL)
             if fail == "hang":
                 await anyio.sleep_forever()
-            raise ConnectorError(str(fail), f"simulated {fail} failure on attempt {attempt}")
-        return payload.get("result")
+            raise ConnectorError(str(fail), f"simulated {fail} failure on attempt {ctx.attempt}")
+        if imitate is None:
+            return payload.get("result")
+        for i in range(outputs):
+            await ctx.outputs.put(f"sim-{i}.png", tiny_png(i), "image/png")
+        return _imitation_result(imitate, ctx, steps)
 
-    async def health(self) -> bool:
-        return True
+    async def health(self) -> Health:
+        return Health("ok", info={"imitate": self.settings.imitate or ""})
 
     async def list_models(self) -> list[str]:
         return list(MODELS)
 
+    async def aclose(self) -> None:
+        return None
 
-def get_connector(name: str) -> SimulationConnector:
-    """The connector registry (only `simulation` in this release)."""
-    if name in ("simulation", "sim") or name.endswith("-sim"):
-        return SimulationConnector()
-    raise ValueError(f"unknown connector {name!r}: this release has only 'simulation'")
+
+def _imitation_plan(imitate: str, payload: Mapping[str, Any]) -> tuple[int, int]:
+    """(default steps, number of outputs) for an imitated service; malformed payloads refused."""
+    if imitate == "comfyui":
+        workflow = payload.get("workflow")
+        if not isinstance(workflow, dict) or not workflow:
+            raise ConnectorError("malformed", "payload.workflow must be a non-empty API-format graph (an object)")
+        saves = sum(1 for n in workflow.values() if isinstance(n, dict) and n.get("class_type") == "SaveImage")
+        return len(workflow), max(1, saves)
+    if imitate == "a1111":
+        if not isinstance(payload.get("prompt"), str):
+            raise ConnectorError("malformed", "payload.prompt must be a string")
+        return _int(payload, "steps", 20), max(1, _int(payload, "batch_size", 1))
+    if not isinstance(payload.get("model"), str) or not (
+        isinstance(payload.get("prompt"), str) or isinstance(payload.get("messages"), list)
+    ):
+        raise ConnectorError("malformed", "payload needs a model and a prompt (or messages)")
+    return 6, 0
+
+
+def _imitation_result(imitate: str, ctx: JobContext, steps: int) -> dict[str, Any]:
+    if imitate == "comfyui":
+        return {"prompt_id": f"sim-{ctx.job_id}-{ctx.attempt}", "simulated": True}
+    if imitate == "a1111":
+        return {"info": {"prompt": ctx.payload.get("prompt"), "steps": steps}, "simulated": True}
+    words = steps * 8
+    return {
+        "model": ctx.payload.get("model"),
+        "response": " ".join(["simulated"] * words),
+        "done_reason": "stop",
+        "eval_count": words,
+        "simulated": True,
+    }
+
+
+def tiny_png(seed: int = 0, size: int = 8) -> bytes:
+    """A valid size x size RGB PNG of one colour (distinct per seed), without an imaging library."""
+    colour = bytes(((seed * 67) % 256, (seed * 131 + 90) % 256, (seed * 29 + 200) % 256))
+    raw = b"".join(b"\x00" + colour * size for _ in range(size))
+
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
