@@ -14,7 +14,7 @@ from typing import Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-MEASUREMENTS = ("submit", "e2e", "pickup", "depth", "sigs", "slowest", "memory")
+MEASUREMENTS = ("submit", "e2e", "pickup", "depth", "sigs", "slowest", "memory", "comfyui")
 """Measurement names, in the order they run (``--only`` takes a subset)."""
 
 Better = Literal["higher", "lower"]

@@ -104,6 +104,9 @@ class Plan:
     slow_rounds: int = 300
     memory_jobs: int = 100_000
     memory_payload_bytes: int = 1024
+    comfyui_jobs: int = 200
+    comfyui_url: str | None = None
+    """A ComfyUI to measure the worker's overhead against (default: the fake of tests/fakes)."""
     worker_start_timeout_s: float = 60.0
     worker_stop_timeout_s: float = 15.0
 
@@ -123,6 +126,8 @@ class Plan:
             "slow_jobs": self.slow_jobs,
             "memory_jobs": self.memory_jobs,
             "memory_payload_bytes": self.memory_payload_bytes,
+            "comfyui_jobs": self.comfyui_jobs,
+            "comfyui": "given" if self.comfyui_url else "fake",
         }
 
 
@@ -138,6 +143,7 @@ QUICK = Plan(
     slow_jobs=20_000,
     slow_rounds=40,
     memory_jobs=5_000,
+    comfyui_jobs=30,
 )
 
 
@@ -153,10 +159,14 @@ def parse_only(text: str | None) -> tuple[str, ...]:
 
 
 def make_plan(
-    quick: bool = False, only: str | None = None, jobs: int | None = None, concurrency: int | None = None
+    quick: bool = False,
+    only: str | None = None,
+    jobs: int | None = None,
+    concurrency: int | None = None,
+    comfyui_url: str | None = None,
 ) -> Plan:
     plan = QUICK if quick else Plan()
-    plan = replace(plan, only=parse_only(only))
+    plan = replace(plan, only=parse_only(only), comfyui_url=comfyui_url)
     if jobs is not None:
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -1021,6 +1031,17 @@ async def measure_memory(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric
 
 Measure = Callable[[Bench, Plan, Path], Awaitable[list[Metric]]]
 
+
+async def measure_comfyui(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    from emp.bench import comfyui
+
+    calls = bench.fresh("comfyui")
+    try:
+        return await comfyui.measure(bench.url, calls.keys.namespace, plan.comfyui_url, plan.comfyui_jobs, log_dir)
+    finally:
+        await bench.drop(calls)
+
+
 MEASURES: dict[str, Measure] = {
     "submit": measure_submit,
     "e2e": measure_e2e,
@@ -1029,6 +1050,7 @@ MEASURES: dict[str, Measure] = {
     "sigs": measure_sigs,
     "slowest": measure_slowest,
     "memory": measure_memory,
+    "comfyui": measure_comfyui,
 }
 
 

@@ -47,6 +47,15 @@ def register(app: typer.Typer) -> None:
             bool, typer.Option("--embedded", help="Always use a private redis-server, even if EMP_REDIS_URL is set.")
         ] = False,
         strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when a target is missed.")] = False,
+        comfyui_url: Annotated[
+            str | None,
+            typer.Option(
+                "--comfyui-url",
+                metavar="URL",
+                help="Measure the worker's ComfyUI overhead against this ComfyUI (default: the fake of tests/fakes).",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Measure submit rate, end-to-end throughput, pickup latency, claim cost and memory."""
         settings = common.settings_of(ctx)
@@ -55,7 +64,7 @@ def register(app: typer.Typer) -> None:
             from emp.bench import report
             from emp.bench.runner import bench_redis, make_plan, run_bench_async
 
-            plan = make_plan(quick=quick, only=only, jobs=jobs, concurrency=concurrency)
+            plan = make_plan(quick=quick, only=only, jobs=jobs, concurrency=concurrency, comfyui_url=comfyui_url)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--only'") from None
         err = common.err_console()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,9 +45,41 @@ def worker(
             help="Services this worker runs (env EMP_WORKER_SERVICES / WORKER_SERVICES; default simulation).",
         ),
     ] = None,
-    connector: Annotated[str, typer.Option("--connector", metavar="NAME", help="Connector that runs jobs.")] = (
-        "simulation"
-    ),
+    connector: Annotated[
+        str | None,
+        typer.Option(
+            "--connector",
+            metavar="NAME",
+            help="Drive one service of this type (comfyui, a1111, ollama, rest, simulation) for all --services, "
+            "with no config file. Default: each service by the connector of its name, or --services-config.",
+            show_default=False,
+        ),
+    ] = None,
+    service_url: Annotated[
+        str | None,
+        typer.Option(
+            "--service-url", metavar="URL", help="The --connector's service address (default: its usual port)."
+        ),
+    ] = None,
+    services_config: Annotated[
+        str | None,
+        typer.Option(
+            "--services-config",
+            metavar="FILE",
+            help="Service map (TOML): which connector and settings serve which job services "
+            "(env EMP_SERVICES_CONFIG; see config/services.toml).",
+            show_default=False,
+        ),
+    ] = None,
+    output_url: Annotated[
+        str | None,
+        typer.Option(
+            "--output-url",
+            metavar="URL",
+            help="Where job outputs go: file:///dir or a directory (env EMP_OUTPUT_URL; default <state dir>/outputs).",
+            show_default=False,
+        ),
+    ] = None,
     capabilities: Annotated[
         str | None,
         typer.Option(
@@ -88,6 +121,19 @@ def worker(
     service_list = common.parse_csv(services) if services is not None else list(settings.worker_services)
     if services is not None and not service_list:
         common.fail("--services: give at least one service", common.EXIT_BAD_INPUT)
+    from emp.errors import ConfigError
+    from emp.worker.bindings import build_bindings
+
+    config_path = services_config or settings.services_config
+    try:
+        service_map, bindings = build_bindings(
+            Path(config_path) if config_path else None,
+            connector=connector,
+            service_url=service_url,
+            services=service_list or ([] if config_path or connector else ["simulation"]),
+        )
+    except ConfigError as exc:
+        common.fail(str(exc), common.EXIT_BAD_INPUT)
     url = common.resolve_redis_url(settings)
     from emp.worker.runtime import WorkerConfig, run_worker
 
@@ -96,8 +142,7 @@ def worker(
         namespace=settings.namespace,
         worker_id=worker_id or settings.worker_id,
         machine_id=machine_id or settings.machine_id,
-        services=service_list or ["simulation"],
-        connector=connector,
+        services=list(service_map.services),
         capabilities=caps,
         workflow_id=workflow_id or settings.worker_workflow_id,
         concurrency=concurrency,
@@ -110,5 +155,6 @@ def worker(
         progress_min_interval_s=settings.progress_min_interval_s,
         max_lost_leases=settings.max_lost_leases,
         unworkable_grace_s=settings.unworkable_grace_s,
+        output_url=output_url or settings.output_url,
     )
-    raise typer.Exit(common.run(run_worker(cfg), url=url))
+    raise typer.Exit(common.run(run_worker(cfg, bindings), url=url))

@@ -256,9 +256,17 @@ class Calls:
         return ["1", nxt.request_id, nxt.lease_ms, "1" if nxt.start else "0", nxt.max_lost]
 
     async def complete(
-        self, job_id: str, attempt: int, worker_id: str, result: str = "", next_claim: NextClaim | None = None
+        self,
+        job_id: str,
+        attempt: int,
+        worker_id: str,
+        result: str = "",
+        next_claim: NextClaim | None = None,
+        final_message: str = "",
     ) -> tuple[Outcome, ClaimResult | None]:
-        """Complete the attempt (idempotent); with ``next_claim`` also claim the next job."""
+        """Complete the attempt (idempotent); with ``next_claim`` also claim the next job.
+        ``final_message``: the last progress message, not written yet (recorded at 100 %)."""
+        nxt = self._next_args(next_claim)
         reply = await self._fcall(
             "emp_complete",
             [self.keys.job(job_id)],
@@ -267,7 +275,9 @@ class Calls:
             attempt,
             worker_id,
             result,
-            *self._next_args(next_claim),
+            *nxt,
+            *[""] * (5 - len(nxt)),
+            final_message,
         )
         return _finish_reply(reply, job_id, attempt, next_claim is not None)
 

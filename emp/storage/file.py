@@ -1,8 +1,10 @@
 """The ``file://`` storage backend (the default): outputs in a local directory.
 
-Writes go to a temporary file in the target directory, are flushed, then renamed into place, so
-a reader never sees half a file and a worker killed mid-write leaves no truncated output under
-its final name.
+Writes go to a temporary file in the target directory, then are renamed into place, so a reader
+never sees half a file and a worker killed mid-write leaves no truncated output under its final
+name. There is no fsync: it cost 4-5 ms per output (most of the worker's overhead per ComfyUI
+job), and it would only protect against a power loss of the box, which on a rented GPU machine
+takes its local disk with it anyway. Outputs that must outlive the box belong in an object store.
 """
 
 from __future__ import annotations
@@ -14,6 +16,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import anyio
+
+INLINE_WRITE_MAX = 256 * 1024
+"""Outputs up to this size are written on the event loop (~0.1 ms into the page cache, cheaper
+than a thread hop); bigger ones in a worker thread, so the loop keeps heartbeating."""
 
 
 class FileStorage:
@@ -30,7 +36,10 @@ class FileStorage:
 
     async def put(self, key: str, data: bytes, content_type: str) -> str:
         path = self.path_for(key)
-        await anyio.to_thread.run_sync(_write_atomically, path, data)
+        if len(data) <= INLINE_WRITE_MAX:
+            _write_atomically(path, data)
+        else:
+            await anyio.to_thread.run_sync(_write_atomically, path, data)
         return path.as_uri()
 
     async def get(self, url: str) -> bytes:
@@ -49,8 +58,6 @@ def _write_atomically(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

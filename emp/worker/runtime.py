@@ -182,6 +182,7 @@ class Worker:
         self.draining = anyio.Event()
         self.monitors = [self._monitor(b) for b in bindings]
         self.paused: set[str] = set()  # slots told to Redis they are paused (service down)
+        self.background: TaskGroup | None = None  # progress writes run here, off the job's path
 
     def _monitor(self, binding: ConnectorBinding) -> ServiceMonitor:
         conn = binding.connector
@@ -277,6 +278,7 @@ class Worker:
                 self.cfg.namespace,
             )
             async with anyio.create_task_group() as tg:
+                self.background = tg
                 tg.start_soon(self._signals, tg)
                 tg.start_soon(self._heartbeats)
                 tg.start_soon(self._wake_listener, blocking)
@@ -416,9 +418,10 @@ class Worker:
         nxt = self._next_claim() if self._wants_more() and self.services_ready() else None
         try:
             if outcome == "complete":
-                result = "" if value is None else json.dumps(value, separators=(",", ":"))
+                returned, final_message = value
+                result = "" if returned is None else json.dumps(returned, separators=(",", ":"))
                 _, claimed = await self._retrying(
-                    lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt), "complete"
+                    lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt, final_message), "complete"
                 )
                 return claimed
             if outcome == "fail":
@@ -443,7 +446,9 @@ class Worker:
 
     async def _run(self, slot: Slot, job: ClaimedJob) -> tuple[str, Any]:
         assert self.calls is not None
-        reporter = ProgressReporter(self.calls, job.id, job.attempt, slot.worker_id, self.cfg.progress_min_interval_s)
+        reporter = ProgressReporter(
+            self.calls, job.id, job.attempt, slot.worker_id, self.cfg.progress_min_interval_s, self.background
+        )
         slot.job, slot.stop_reason = job, None
         connector = self.routes.get(job.service)
         if connector is None:  # a job of a service this worker does not serve (cannot happen by matching)
@@ -463,8 +468,8 @@ class Worker:
                             value = await connector.run(ctx)
                     else:
                         value = await connector.run(ctx)
-                    await reporter.flush()
-                    outcome = ("complete", with_outputs(value, sink))
+                    final_message = await reporter.flush(completing=True)
+                    outcome = ("complete", (with_outputs(value, sink), final_message or ""))
                 except TimeoutError:
                     outcome = ("fail", ("timeout", f"job exceeded its timeout of {job.timeout_s:g} s"))
                 except ConnectorError as exc:

@@ -51,8 +51,6 @@ def transcript_ws(name: str, kind: str) -> list[dict[str, Any]]:
     ]  # fmt: skip
 
 
-
-
 @pytest.fixture
 async def fake(tmp_path: Path) -> AsyncIterator[FakeComfyUI]:
     dirs = {k: str(tmp_path / k) for k in ("output_dir", "input_dir", "temp_dir")}

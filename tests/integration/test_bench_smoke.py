@@ -42,6 +42,8 @@ QUICK_METRICS = [
     "slowest_call_ms",
     "slowest_call_ms_200us",
     "memory_per_job_b",
+    "comfyui_overhead_ms",
+    "comfyui_overhead_mean_ms",
 ]
 
 

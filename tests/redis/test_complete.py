@@ -48,6 +48,29 @@ async def test_complete_ends_the_job(calls: Calls) -> None:
     assert [e["type"] for e in await job_events(calls, "a")] == ["job_started", "job_completed"]
 
 
+async def test_complete_records_the_final_progress_in_the_same_call(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    await calls.complete("a", got.attempt, "w", "", final_message="saved 2 images")
+    h = await job_hash(calls, "a")
+    assert h["progress"] == "100" and h["message"] == "saved 2 images"
+    evs = await job_events(calls, "a")
+    assert [e["type"] for e in evs] == ["job_started", "job_progress", "job_completed"]
+    assert json.loads(evs[1]["data"]) == {"progress": 100, "message": "saved 2 images"}
+
+
+async def test_stale_complete_records_no_final_progress(calls: Calls) -> None:
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await claim_job(calls, "w")
+    await calls.cancel("a", "user")
+    with pytest.raises(StaleAttempt):
+        await calls.complete("a", got.attempt, "w", "", final_message="done")
+    assert "job_progress" not in [e["type"] for e in await job_events(calls, "a")]
+    assert (await job_hash(calls, "a")).get("message", "") != "done"
+
+
 async def test_complete_twice_returns_already_with_the_stored_result(calls: Calls) -> None:
     await register(calls, "w")
     await submit(calls, "a")

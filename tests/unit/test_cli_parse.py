@@ -254,7 +254,8 @@ def worker_cfgs(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
     seen: list[Any] = []
 
-    async def fake_run_worker(cfg: Any) -> int:
+    async def fake_run_worker(cfg: Any, bindings: Any = None) -> int:
+        cfg.bindings = bindings  # recorded for the tests below
         seen.append(cfg)
         return 0
 
@@ -266,8 +267,9 @@ def test_worker_options(worker_cfgs: list[Any], tmp_path: Path) -> None:
     caps = tmp_path / "caps.json"
     caps.write_text('{"hardware": {"gpu_memory_gb": 24}}')
     r = invoke(
-        "--namespace", "ns1", "worker", "--id", "w1", "--machine-id", "m1", "--services", "a, b", "--capabilities",
-        f"@{caps}", "--concurrency", "2", "--burst", "--max-jobs", "5", "--drain-timeout", "3", "--lease-ttl", "7",
+        "--namespace", "ns1", "worker", "--id", "w1", "--machine-id", "m1", "--services", "a, b", "--connector",
+        "simulation", "--capabilities", f"@{caps}", "--concurrency", "2", "--burst", "--max-jobs", "5",
+        "--drain-timeout", "3", "--lease-ttl", "7",
     )  # fmt: skip
     assert r.exit_code == 0, r.output
     (cfg,) = worker_cfgs
@@ -285,6 +287,39 @@ def test_worker_defaults_from_env(worker_cfgs: list[Any], monkeypatch: pytest.Mo
     assert invoke("worker").exit_code == 0
     assert worker_cfgs[-1].services == ["comfyui", "a1111"]
     assert worker_cfgs[-1].lease_ttl_s == 9.0
+
+
+def test_worker_connector_and_service_url(worker_cfgs: list[Any]) -> None:
+    r = invoke(
+        "worker", "--connector", "simulation", "--service-url", "http://127.0.0.1:9", "--services", "x,y",
+        "--output-url", "/tmp/out",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    (cfg,) = worker_cfgs
+    assert cfg.services == ["x", "y"] and cfg.output_url == "/tmp/out"
+    [binding] = cfg.bindings
+    assert binding.connector.name == "simulation" and binding.services == ["x", "y"]
+    assert binding.url == "http://127.0.0.1:9"
+
+
+def test_worker_sim_suffix_imitates_the_service(worker_cfgs: list[Any]) -> None:
+    assert invoke("worker", "--services", "comfyui-sim").exit_code == 0
+    [binding] = worker_cfgs[-1].bindings
+    assert binding.connector.name == "simulation" and binding.connector.settings.imitate == "comfyui"
+
+
+def test_worker_service_without_connector_exits_2(worker_cfgs: list[Any]) -> None:
+    r = invoke("worker", "--services", "nosuch")
+    assert r.exit_code == 2 and "no connector serves service 'nosuch'" in r.output
+    assert worker_cfgs == []
+
+
+def test_worker_bad_services_config_exits_2(worker_cfgs: list[Any], tmp_path: Path) -> None:
+    bad = tmp_path / "services.toml"
+    bad.write_text("[connectors.comfyui]\ntype = 'comfyui'\nurll = 'http://x'\n")
+    r = invoke("worker", "--services-config", str(bad))
+    assert r.exit_code == 2 and str(bad) in r.output and "urll" in r.output
+    assert worker_cfgs == []
 
 
 def test_worker_bad_capabilities_exits_2(worker_cfgs: list[Any]) -> None:

@@ -5,7 +5,10 @@
   KEYS[1]  job:<id>
   ARGV[1]  P, ARGV[2] id, ARGV[3] attempt, ARGV[4] wid, ARGV[5] result (JSON text, '' = none)
   ARGV[6]  '1' = then claim the next job with: ARGV[7] request id, ARGV[8] lease_ms, ARGV[9] start,
-           ARGV[10] max_lost (see claim.lua)
+           ARGV[10] max_lost (see claim.lua); ARGV[7..10] are '' when ARGV[6] is '0'
+  ARGV[11] the job's last progress message, not written yet ('' = none): written as the job's
+           final job_progress event (100 %) just before job_completed, so the last progress value
+           is always recorded without a round trip of its own
   Reply    {{'OK'} | {'ALREADY', result} | {'STALE', status, attempt} | {'NOT_FOUND'}, claim reply | {}}
            A second complete of the same attempt is a no-op that returns the stored result.
 ]]
@@ -32,6 +35,10 @@ local function complete(keys, args)
     -- The claim below sets the worker's status and job; without it, the worker is idle now.
     if args[6] ~= '1' then free_worker(P, wid, id) end
     redis.call('HINCRBY', k_worker(P, wid), 'completed', 1)
+    if args[11] ~= nil and args[11] ~= '' then
+      redis.call('HSET', jkey, 'message', args[11])
+      emit(P, now, 'job_progress', id, wid, attempt, '{"progress":100,"message":' .. json_str(args[11]) .. '}', true)
+    end
     emit(P, now, 'job_completed', id, wid, attempt, nil, true)
     outcome = {'OK'}
   end

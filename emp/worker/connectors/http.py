@@ -73,14 +73,16 @@ class HttpService:
         *,
         service: str,
         timeout_s: float = 60.0,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.service = service
+        self.connect_timeout_s = connect_timeout_s
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
-            timeout=httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S),
+            timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
             headers=headers,
             auth=auth,
             # Loopback services: no proxy from the environment must sit between worker and service.
@@ -112,7 +114,7 @@ class HttpService:
         if data is not None:
             kwargs["data"] = data
         if timeout_s is not None:
-            kwargs["timeout"] = httpx.Timeout(timeout_s, connect=CONNECT_TIMEOUT_S)
+            kwargs["timeout"] = httpx.Timeout(timeout_s, connect=min(self.connect_timeout_s, timeout_s))
         try:
             response = await self.client.request(method, path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout) as exc:
