@@ -5,9 +5,11 @@ colour each so ComfyUI's cache never answers), one at a time, against one ComfyU
 
 - **direct**: the least any client must do — POST /prompt, wait on the socket for the prompt's
   end (``executing`` with node null), GET /history/{id}, GET /view for the output;
-- **through emp**: submit to Redis, an idle worker (in this process) claims it, its ComfyUI
-  connector runs it (socket, history, download), stores the output, completes the job; the clock
-  stops when the job's ``job_completed`` event is read.
+- **through emp**: submit to Redis, an idle ``emp worker --connector comfyui`` (its own process,
+  as on a GPU box) claims it, its connector runs it (socket, history, download), stores the
+  output, completes the job; the clock stops when the job's ``job_completed`` event is read.
+
+The two alternate, one prompt each, so both see the same load on the machine.
 
 overhead = p50(through emp) − p50(direct). It includes the submit call, the wake-up, claim,
 storage write and complete: everything the broker adds. The ComfyUI is ``--comfyui-url`` when
@@ -20,10 +22,12 @@ import contextlib
 import json
 import random
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +35,7 @@ import anyio
 import httpx
 import websockets
 
+from emp._process import die_with_parent
 from emp.bench.report import Metric
 from emp.redis.client import connect
 
@@ -72,92 +77,116 @@ async def comfyui_for_bench(url: str | None, log_dir: Path) -> AsyncIterator[str
         fake.stop()
 
 
-async def direct_runs(url: str, n: int) -> list[float]:
-    """Seconds per prompt for a minimal direct client (see the module doc)."""
-    client_id = uuid.uuid4().hex
-    ws_url = "ws" + url.removeprefix("http") + f"/ws?clientId={client_id}"
-    times: list[float] = []
-    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=60) as http:
-        async with websockets.connect(ws_url, max_size=None) as ws:
-            for color in _colors(n + WARMUP):
-                t0 = time.perf_counter()
-                reply = await http.post("/prompt", json={"prompt": bench_graph(color), "client_id": client_id})
-                reply.raise_for_status()
-                prompt_id = reply.json()["prompt_id"]
-                while True:
-                    frame = await ws.recv()
-                    if isinstance(frame, bytes):
-                        continue
-                    msg = json.loads(frame)
-                    data = msg.get("data") or {}
-                    if msg.get("type") == "executing" and data.get("node") is None:
-                        if data.get("prompt_id") == prompt_id:
-                            break
-                history = (await http.get(f"/history/{prompt_id}")).json()[prompt_id]
-                for node in history["outputs"].values():
-                    for image in node.get("images", []):
-                        (await http.get("/view", params=image)).raise_for_status()
-                times.append(time.perf_counter() - t0)
-    return times[WARMUP:]
+class DirectClient:
+    """The least any client must do for one prompt (see the module doc)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.client_id = uuid.uuid4().hex
+
+    @contextlib.asynccontextmanager
+    async def connected(self) -> AsyncIterator[DirectClient]:
+        ws_url = "ws" + self.url.removeprefix("http") + f"/ws?clientId={self.client_id}"
+        async with httpx.AsyncClient(base_url=self.url, trust_env=False, timeout=60) as http:
+            async with websockets.connect(ws_url, max_size=None) as ws:
+                self.http, self.ws = http, ws
+                yield self
+
+    async def run(self, color: int) -> float:
+        t0 = time.perf_counter()
+        reply = await self.http.post("/prompt", json={"prompt": bench_graph(color), "client_id": self.client_id})
+        reply.raise_for_status()
+        prompt_id = reply.json()["prompt_id"]
+        while True:
+            frame = await self.ws.recv()
+            if isinstance(frame, bytes):
+                continue
+            msg = json.loads(frame)
+            data = msg.get("data") or {}
+            if msg.get("type") == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                break
+        history = (await self.http.get(f"/history/{prompt_id}")).json()[prompt_id]
+        for node in history["outputs"].values():
+            for image in node.get("images", []):
+                (await self.http.get("/view", params=image)).raise_for_status()
+        return time.perf_counter() - t0
 
 
-async def emp_runs(redis_url: str, namespace: str, url: str, n: int, out_dir: Path) -> list[float]:
-    """Seconds per job from submit to the job_completed event, with one in-process worker."""
-    from emp.model.job import parse_submission
-    from emp.redis.calls import Calls
-    from emp.worker.bindings import build_bindings
-    from emp.worker.runtime import Worker, WorkerConfig
+class EmpClient:
+    """Submits one job and waits for its job_completed event; an `emp worker` process runs it."""
 
-    _, bindings = build_bindings(None, connector="comfyui", service_url=url, services=[SERVICE])
+    def __init__(self, redis_url: str, namespace: str) -> None:
+        from emp.redis.calls import Calls
+
+        self.client = connect(redis_url, max_connections=4)
+        self.calls = Calls(self.client, namespace)
+        self.n = 0
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    async def run(self, color: int) -> float:
+        from emp.model.job import parse_submission
+
+        self.n += 1
+        job = {"id": f"c{self.n}", "service": SERVICE, "payload": {"workflow": bench_graph(color)}}
+        wire = parse_submission(job).to_wire(1 << 20)
+        stream = self.calls.keys.job_events(wire["id"])
+        t0 = time.perf_counter()
+        await self.calls.submit([wire], 1 << 20)
+        last = "0-0"
+        with anyio.fail_after(60):
+            while True:
+                reply: Any = await self.client.xread({stream: last}, block=1000)
+                for _name, entries in reply or []:
+                    for eid, fields in entries:
+                        last = eid
+                        if fields.get("type") == "job_completed":
+                            return time.perf_counter() - t0
+                        if fields.get("type") == "job_failed":
+                            raise RuntimeError(f"bench job failed: {fields.get('data')}")
+
+
+@contextlib.contextmanager
+def worker_process(redis_url: str, namespace: str, url: str, log_dir: Path) -> Iterator[str]:
+    """`emp worker --connector comfyui` as its own process, as on a GPU box; its worker id."""
     worker_id = f"bench-comfy-{uuid.uuid4().hex[:6]}"
-    cfg = WorkerConfig(
-        redis_url=redis_url,
-        namespace=namespace,
-        worker_id=worker_id,
-        services=[SERVICE],
-        output_url=str(out_dir),
-        maintenance_interval_s=3600,
-    )
-    worker = Worker(cfg, bindings=bindings)
-    client = connect(redis_url, max_connections=4)
-    calls = Calls(client, namespace)
-    times: list[float] = []
+    argv = [sys.executable, "-m", "emp", "--redis-url", redis_url, "--namespace", namespace, "worker",
+            "--id", worker_id, "--connector", "comfyui", "--service-url", url, "--services", SERVICE,
+            "--output-url", tempfile.mkdtemp(prefix="emp-bench-out-")]  # fmt: skip
+    with open(log_dir / "comfyui-worker.log", "ab") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(worker.run)
-            with anyio.fail_after(30):
-                while not worker.services_ready() or not await client.zscore(calls.keys.idle(SERVICE), worker_id):
-                    await anyio.sleep(0.02)
-            for i, color in enumerate(_colors(n + WARMUP)):
-                wire = parse_submission(
-                    {"id": f"c{i}", "service": SERVICE, "payload": {"workflow": bench_graph(color)}}
-                ).to_wire(1 << 20)
-                stream = calls.keys.job_events(wire["id"])
-                t0 = time.perf_counter()
-                await calls.submit([wire], 1 << 20)
-                last = "0-0"
-                done = False
-                with anyio.fail_after(60):
-                    while not done:
-                        reply: Any = await client.xread({stream: last}, block=1000)
-                        for _name, entries in reply or []:
-                            for eid, fields in entries:
-                                last = eid
-                                if fields.get("type") in ("job_completed", "job_failed"):
-                                    if fields["type"] == "job_failed":
-                                        raise RuntimeError(f"bench job failed: {fields.get('data')}")
-                                    done = True
-                times.append(time.perf_counter() - t0)
-            worker.handle_signal(15)
+        yield worker_id
     finally:
-        await client.aclose()
-    return times[WARMUP:]
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 async def measure(redis_url: str, namespace: str, comfyui_url: str | None, n: int, log_dir: Path) -> list[Metric]:
+    """Direct and through-emp prompts alternate, so both see the same machine load."""
     async with comfyui_for_bench(comfyui_url, log_dir) as url:
-        direct = await direct_runs(url, n)
-        via_emp = await emp_runs(redis_url, namespace, url, n, Path(tempfile.mkdtemp(prefix="emp-bench-out-")))
+        with worker_process(redis_url, namespace, url, log_dir) as worker_id:
+            via = EmpClient(redis_url, namespace)
+            try:
+                with anyio.fail_after(60):
+                    while not await via.client.zscore(via.calls.keys.idle(SERVICE), worker_id):
+                        await anyio.sleep(0.05)
+                direct: list[float] = []
+                via_emp: list[float] = []
+                async with DirectClient(url).connected() as straight:
+                    for i, color in enumerate(_colors(2 * (n + WARMUP))):
+                        if i % 2:
+                            via_emp.append(await via.run(color))
+                        else:
+                            direct.append(await straight.run(color))
+            finally:
+                await via.aclose()
+    direct, via_emp = direct[WARMUP:], via_emp[WARMUP:]
     d50, e50 = statistics.median(direct) * 1000, statistics.median(via_emp) * 1000
     where = "given ComfyUI" if comfyui_url else "fake ComfyUI (tests/fakes)"
     return [
@@ -168,13 +197,13 @@ async def measure(redis_url: str, namespace: str, comfyui_url: str | None, n: in
             "ms",
             TARGET_OVERHEAD_MS,
             "lower",
-            note=f"{n} jobs one at a time on a {where}: via emp p50 {e50:.2f} ms, direct p50 {d50:.2f} ms",
+            note=f"{n} jobs one at a time on a {where}, alternating: via emp p50 {e50:.2f} ms, direct p50 {d50:.2f} ms",
         ),
         Metric(
             "comfyui_overhead_mean_ms",
             "comfyui: worker overhead per job (mean)",
             (statistics.fmean(via_emp) - statistics.fmean(direct)) * 1000,
             "ms",
-            note="submit → job_completed read, minus a direct client's POST → socket → history → view",
+            note="submit → job_completed read (emp worker process), minus POST → socket → history → view (direct)",
         ),
     ]

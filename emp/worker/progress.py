@@ -1,11 +1,11 @@
 """Coalesced progress: at most one write per interval per job, off the job's path, last value kept.
 
 A connector may report progress hundreds of times a second (a sampler's every step). ``update``
-only records the value; a write happens at most once per ``min_interval_s`` and runs in the
-background, so the connector never waits on Redis between two service events (that wait was a
-round trip per job on the critical path). At most one write is in flight; a failed write
-(``StaleAttempt``: the job is no longer this attempt's) is raised by the next ``update`` or
-``flush``, which stops the job.
+only records the value; a write happens at most once per ``min_interval_s`` (the first one an
+interval after the job started) and runs in the background, so the connector never waits on
+Redis between two service events (that wait was a round trip per job on the critical path). At
+most one write is in flight; a failed write (``StaleAttempt``: the job is no longer this
+attempt's) is raised by the next ``update`` or ``flush``, which stops the job.
 
 ``flush(completing=True)`` before the job completes waits for the write in flight and writes the
 last value, unless that value is 100: then it returns the value's message, and the complete call
@@ -40,7 +40,9 @@ class ProgressReporter:
         self.worker_id = worker_id
         self.min_interval_s = min_interval_s
         self.task_group = task_group
-        self._last_write = 0.0
+        # The first write waits one interval too: a job that ends sooner writes no progress of its
+        # own (its last value rides in the complete call), one Redis call less per short job.
+        self._last_write = time.monotonic()
         self._pending: tuple[float, str] | None = None
         self._written: tuple[float, str] | None = None
         self._in_flight: anyio.Event | None = None

@@ -73,13 +73,14 @@ import base64
 import logging
 import mimetypes
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from emp.worker.connectors.base import ConnectorError, Health, JobContext, shielded_cleanup
 from emp.worker.connectors.comfyui_errors import (
@@ -273,9 +274,15 @@ class ComfyUIConnector:
                     format_node_errors(node_errors),
                 )
                 tracker.drop_outputs(dropped_outputs(node_errors))
-            seen = await self._follow(ctx, watch, tracker)
-            finished = True
-            return await self._finish(ctx, watch.prompt_id, seen, node_errors, tracker)
+            try:
+                async with anyio.create_task_group() as downloads:
+                    prefetch = _Prefetch(self._fetch, downloads)
+                    seen = await self._follow(ctx, watch, tracker, prefetch)
+                    finished = True
+                    result = await self._finish(ctx, watch.prompt_id, seen, node_errors, tracker, prefetch)
+            except BaseExceptionGroup as group:  # prefetch tasks never raise: the body's own error
+                raise group.exceptions[0] from None
+            return result
         except _NotQueued as exc:
             raise exc.error from exc.__cause__
         except BaseException:
@@ -399,8 +406,13 @@ class ComfyUIConnector:
         node_errors = reply.get("node_errors")
         return node_errors if isinstance(node_errors, dict) else {}
 
-    async def _follow(self, ctx: JobContext, watch: PromptWatch, tracker: ProgressTracker) -> _Seen:
-        """Wait for the prompt's end; what the socket (and recovery, if needed) saw of it."""
+    async def _follow(
+        self, ctx: JobContext, watch: PromptWatch, tracker: ProgressTracker, prefetch: _Prefetch
+    ) -> _Seen:
+        """Wait for the prompt's end; what the socket (and recovery, if needed) saw of it.
+
+        Files an ``executed`` event announces start downloading at once (``prefetch``), while the
+        prompt finishes: the history entry, fetched at the end, stays the record of what to keep."""
         seen = _Seen()
         while True:
             got: tuple[str, dict[str, Any]] | None = None
@@ -430,6 +442,10 @@ class ComfyUIConnector:
                 continue
             if seen.record(event, data):
                 return seen
+            if event == "executed" and isinstance(data.get("output"), dict):
+                for ref in file_refs({str(data.get("node")): data["output"]}):
+                    if wanted(ref, self.settings.download_temp_outputs):
+                        prefetch.start(ref)
             if event != BINARY and tracker.feed(event, data):
                 await ctx.progress(tracker.percent, tracker.message)
 
@@ -472,6 +488,7 @@ class ComfyUIConnector:
         seen: _Seen,
         node_errors: dict[str, Any],
         tracker: ProgressTracker,
+        prefetch: _Prefetch,
     ) -> dict[str, Any]:
         outcome, entry = seen.outcome, seen.entry
         if entry is None:
@@ -486,7 +503,9 @@ class ComfyUIConnector:
             raise interrupted_error(outcome.data)
         outputs = entry.get("outputs") if entry is not None else seen.ui_outputs
         refs = file_refs(outputs)
-        stored = await self._download(ctx, [r for r in refs if wanted(r, self.settings.download_temp_outputs)])
+        stored = await self._download(
+            ctx, [r for r in refs if wanted(r, self.settings.download_temp_outputs)], prefetch
+        )
         by_node: dict[str, list[dict[str, Any]]] = {}
         for ref in refs:
             by_node.setdefault(ref.node_id, []).append({**ref.to_json(), "stored_as": stored.get(ref)})
@@ -501,27 +520,25 @@ class ComfyUIConnector:
 
     # -- files ---------------------------------------------------------------------------------
 
-    async def _download(self, ctx: JobContext, refs: list[FileRef]) -> dict[FileRef, str]:
-        """Fetch the files concurrently, then store them in order: name → stored name."""
-        contents: dict[FileRef, tuple[bytes, str | None]] = {}
+    async def _fetch(self, ref: FileRef) -> tuple[bytes, str | None]:
+        """One output file through GET /view: (bytes, content type or None)."""
+        params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
+        try:
+            response = await self.http.request(
+                "GET", "/view", params=params, timeout_s=self.settings.download_timeout_s
+            )
+        except HttpStatusError as exc:  # ComfyUI just listed this file: not the job's fault
+            raise ConnectorError("transient", f"could not fetch output {ref.filename!r}: {exc}") from exc
+        ctype = response.headers.get("content-type", "").split(";")[0].strip() or None
+        return response.content, None if ctype == "application/octet-stream" else ctype
 
-        async def fetch(ref: FileRef) -> None:
-            params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
-            try:
-                response = await self.http.request(
-                    "GET", "/view", params=params, timeout_s=self.settings.download_timeout_s
-                )
-            except HttpStatusError as exc:  # ComfyUI just listed this file: not the job's fault
-                raise ConnectorError("transient", f"could not fetch output {ref.filename!r}: {exc}") from exc
-            ctype = response.headers.get("content-type", "").split(";")[0].strip() or None
-            contents[ref] = (response.content, None if ctype == "application/octet-stream" else ctype)
-
-        async with anyio.create_task_group() as tg:
-            for ref in refs:
-                tg.start_soon(fetch, ref)
+    async def _download(self, ctx: JobContext, refs: list[FileRef], prefetch: _Prefetch) -> dict[FileRef, str]:
+        """Fetch the files concurrently (or take what the prefetch got), then store them in order."""
+        for ref in refs:
+            prefetch.start(ref)
         stored: dict[FileRef, str] = {}
         for ref in refs:
-            data, ctype = contents[ref]
+            data, ctype = await prefetch.get(ref)
             stored[ref] = (await ctx.outputs.put(ref.filename, data, ctype)).name
         return stored
 
@@ -564,6 +581,39 @@ class ComfyUIConnector:
                 "transient", f"input image {image.name!r}: fetching {image.url} failed: {exc}"
             ) from exc
         return b"".join(chunks)
+
+
+class _Prefetch:
+    """Output downloads started as soon as a file is known, each at most once.
+
+    A failed prefetch is not an error yet: :meth:`get` fetches again and raises only then (the
+    file may not be in the history, and then nobody asks for it)."""
+
+    def __init__(self, fetch: Callable[[FileRef], Awaitable[tuple[bytes, str | None]]], tg: TaskGroup) -> None:
+        self._fetch = fetch
+        self._tg = tg
+        self._done: dict[FileRef, anyio.Event] = {}
+        self._got: dict[FileRef, tuple[bytes, str | None]] = {}
+
+    def start(self, ref: FileRef) -> None:
+        if ref not in self._done:
+            self._done[ref] = anyio.Event()
+            self._tg.start_soon(self._run, ref)
+
+    async def _run(self, ref: FileRef) -> None:
+        try:
+            self._got[ref] = await self._fetch(ref)
+        except Exception as exc:
+            log.debug("prefetch of %s failed (fetched again if needed): %s", ref.filename, exc)
+        finally:
+            self._done[ref].set()
+
+    async def get(self, ref: FileRef) -> tuple[bytes, str | None]:
+        done = self._done.get(ref)
+        if done is not None:
+            await done.wait()
+        got = self._got.pop(ref, None)
+        return got if got is not None else await self._fetch(ref)
 
 
 @dataclass(slots=True)
