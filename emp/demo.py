@@ -10,10 +10,14 @@ stream until each one reached the state it was meant to reach:
 - a three-step workflow (one workflow_priority / workflow_datetime): completed, in step order;
 - a job that fails transiently once: completed on attempt 2 (after a backoff);
 - a malformed job: failed at once, no retry;
-- a job that needs 80 GB, which no worker has: unworkable (after the grace period).
+- a job that needs 80 GB, which no worker has: unworkable (after the grace period);
+- with the stand-in ComfyUI (the fake of tests/fakes, in a checkout): one more worker process
+  drives it through the real ComfyUI connector; a txt2img job (KSampler progress, its PNG stored
+  under ``<state_dir>/demo/<namespace>/outputs``), an image edit, and a workflow ComfyUI refuses
+  (HTTP 400: failed as malformed, no retry).
 
 Then it prints a summary and shuts everything down in order: workers get SIGTERM (they drain),
-the local redis-server stops last. Ctrl-C at any time does the same clean shutdown.
+then the stand-in ComfyUI stops, the local redis-server last. Ctrl-C at any time does the same clean shutdown.
 
 ``--smoke`` (automatic when stdin is not a terminal) runs without the live screen, prints a plain
 progress line at most once a second, and exits 0 only when every job reached its expected state
@@ -72,6 +76,7 @@ from emp.redis.calls import Calls
 from emp.redis.client import connect
 from emp.redis.embedded import EmbeddedRedis, read_live_url
 from emp.redis.streams import StreamGap, read_after
+from emp.stand_ins import StandIn, fakes_available
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +98,9 @@ STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
 
 LIVE_PACE = 2.0
 """The live screen stretches job steps by this, so a person can follow them (~15 s in all)."""
+
+COMFYUI_STEP_MS = 20.0
+"""The stand-in ComfyUI's KSampler time per step (the txt2img job has 20 steps)."""
 
 SMOKE_LINE_INTERVAL_S = 1.0
 LIVE_REFRESH_S = 0.1
@@ -132,12 +140,14 @@ class Demo:
     procs: list[WorkerProcess] = field(default_factory=list)
     interrupted: bool = False
     force: bool = False
+    comfyui: StandIn | None = None
 
     def __post_init__(self) -> None:
         self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
         self.client = connect(self.url)
         self.calls = Calls(self.client, self.namespace)
-        self.fleet = demo_fleet(self.workers)
+        self.with_comfyui = fakes_available("comfyui")
+        self.fleet = demo_fleet(self.workers, comfyui=self.with_comfyui)
         self.last_id = "0-0"
         self.done = anyio.Event()
         self.t0 = time.monotonic()
@@ -171,6 +181,9 @@ class Demo:
         if self.interrupted:
             self._say("interrupted: stopping the workers and cancelling the jobs still open")
             return EXIT_INTERRUPTED
+        outputs = sorted(p for p in self.output_dir.rglob("*") if p.is_file()) if self.output_dir.is_dir() else []
+        if outputs:
+            self._say(f"job outputs: {_plural(len(outputs), 'file', 'files')} under {self.output_dir}")
         if not self.state.all_reached():
             self._say("mismatches:\n" + "\n".join("  " + m for m in self.state.mismatches()))
             return 1
@@ -187,6 +200,10 @@ class Demo:
     async def _main(self) -> None:
         await library.ensure_loaded(self.client)
         self._say(f"emp demo: namespace {self.namespace}, redis {redacted_url(self.url)}, logs in {self.log_dir}")
+        if self.with_comfyui:
+            await self._start_comfyui()
+        else:
+            self._say("no stand-in ComfyUI here (tests/fakes is not installed): simulated workers only")
         self._start_workers()
         if not await self._wait_registered():
             return
@@ -222,6 +239,24 @@ class Demo:
 
     # -- workers ----------------------------------------------------------------------------------
 
+    async def _start_comfyui(self) -> None:
+        """The fake ComfyUI of tests/fakes, standing in for a real one (same protocol, no GPU)."""
+        step_ms = COMFYUI_STEP_MS * (1.0 if self.smoke else LIVE_PACE)
+        self.comfyui = StandIn(
+            "comfyui",
+            "--step-ms",
+            f"{step_ms:g}",
+            "--output-dir",
+            str(self.log_dir / "comfyui-output"),
+            log_path=self.log_dir / "comfyui.log",
+        )
+        await anyio.to_thread.run_sync(self.comfyui.start)
+        self._say(f"stand-in ComfyUI (tests/fakes) at {self.comfyui.url}; job outputs go to {self.output_dir}")
+
+    @property
+    def output_dir(self) -> Path:
+        return self.log_dir / "outputs"
+
     def _start_workers(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
@@ -238,8 +273,9 @@ class Demo:
             out = open(path, "ab")  # closed in _shutdown, once the process has exited
             # A session of its own: a Ctrl-C in the terminal reaches the demo only, which then
             # stops the workers in order (one SIGTERM each: drain), instead of every process at once.
+            service_url = self.comfyui.url if self.comfyui and worker.kind.connector == "comfyui" else None
             proc = subprocess.Popen(
-                worker_argv(worker, self.namespace),
+                worker_argv(worker, self.namespace, service_url=service_url, output_url=str(self.output_dir)),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -288,7 +324,7 @@ class Demo:
 
     async def _submit(self) -> None:
         now_ms = int(time.time() * 1000)
-        jobs = demo_jobs(now_ms, pace=1.0 if self.smoke else LIVE_PACE)
+        jobs = demo_jobs(now_ms, pace=1.0 if self.smoke else LIVE_PACE, comfyui=self.with_comfyui)
         max_payload = self.settings.max_payload_bytes
         wires = [parse_submission({"id": j.id, **j.submission}).to_wire(max_payload) for j in jobs]
         for row in expected_rows(jobs, wires, self.fleet):
@@ -381,6 +417,8 @@ class Demo:
                 await self._stop_workers()
             finally:
                 tg.cancel_scope.cancel()
+        if self.comfyui is not None:  # after the workers: a draining job still needs its service
+            await anyio.to_thread.run_sync(self.comfyui.stop)
         for p in self.procs:
             if p.log_file is not None:
                 p.log_file.close()

@@ -23,12 +23,13 @@ WORKER_DRAIN_S = 5.0
 
 @dataclass(frozen=True)
 class WorkerKind:
-    """One kind of simulated machine: its services, capabilities and slots."""
+    """One kind of demo machine: its services, capabilities, slots and connector."""
 
     name: str
     services: tuple[str, ...]
     capabilities: dict[str, Any]
     concurrency: int = 2
+    connector: str = "simulation"
 
 
 WORKER_KINDS: tuple[WorkerKind, ...] = (
@@ -74,8 +75,23 @@ class DemoWorker:
         return self.kind.concurrency
 
 
-def demo_fleet(count: int) -> list[DemoWorker]:
-    """``count`` worker processes, cycling through the kinds: rtx4090, a6000, cpu, rtx4090-2, ..."""
+COMFYUI_KIND = WorkerKind(
+    "comfyui",
+    ("comfyui",),
+    {"hardware": {"gpu_model": "rtx4090", "gpu_memory_gb": 24, "ram_gb": 64, "cpu_cores": 16}, "pool": "demo"},
+    concurrency=1,
+    connector="comfyui",
+)
+"""A worker driving a (stand-in) ComfyUI through the real ComfyUI connector: one job at a time,
+as on a GPU box. Added to the fleet when the fake ComfyUI of tests/fakes is available."""
+
+COMFYUI_MODEL = "v1-5-pruned-emaonly.safetensors"
+"""The checkpoint the demo's txt2img graph loads (the stand-in offers it; so would a stock box)."""
+
+
+def demo_fleet(count: int, *, comfyui: bool = False) -> list[DemoWorker]:
+    """``count`` simulated worker processes, cycling through the kinds: rtx4090, a6000, cpu,
+    rtx4090-2, ...; with ``comfyui``, one more that drives a ComfyUI."""
     if count < 1:
         raise ValueError("the demo needs at least one worker")
     fleet = []
@@ -83,6 +99,8 @@ def demo_fleet(count: int) -> list[DemoWorker]:
         kind = WORKER_KINDS[i % len(WORKER_KINDS)]
         n = i // len(WORKER_KINDS)
         fleet.append(DemoWorker(kind.name if n == 0 else f"{kind.name}-{n + 1}", kind))
+    if comfyui:
+        fleet.append(DemoWorker(COMFYUI_KIND.name, COMFYUI_KIND))
     return fleet
 
 
@@ -105,9 +123,37 @@ class DemoJob:
         return int(self.submission.get("workflow_priority", self.submission.get("priority", defaults.PRIORITY)))
 
 
-def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7) -> list[DemoJob]:
-    """The batch the demo submits (deterministic for a seed): 22 jobs, see the module docstring.
-    ``pace`` stretches every step (the live screen runs slower than --smoke, for human eyes)."""
+def comfyui_graphs(seed: int) -> dict[str, dict[str, Any]]:
+    """The demo's ComfyUI workflows (API format, model-free except the txt2img checkpoint)."""
+    txt2img = {
+        "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": COMFYUI_MODEL}},
+        "5": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}},
+        "6": {"class_type": "CLIPTextEncode", "inputs": {"text": "a lighthouse at dusk", "clip": ["4", 1]}},
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry", "clip": ["4", 1]}},
+        "3": {"class_type": "KSampler", "inputs": {"model": ["4", 0], "seed": seed, "steps": 20, "cfg": 7.0,
+                                                   "sampler_name": "euler", "scheduler": "normal",
+                                                   "positive": ["6", 0], "negative": ["7", 0],
+                                                   "latent_image": ["5", 0], "denoise": 1.0}},
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "emp-demo/txt2img"}},
+    }  # fmt: skip
+    invert = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1,
+                                                     "color": seed % 0xFFFFFF}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "emp-demo/invert"}},
+    }  # fmt: skip
+    invalid = {
+        "1": {"class_type": "EmptyImage", "inputs": {"width": 0, "height": 64, "batch_size": 1, "color": 0}},
+        "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "emp-demo/never"}},
+    }  # fmt: skip
+    return {"txt2img": txt2img, "invert": invert, "invalid": invalid}
+
+
+def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7, comfyui: bool = False) -> list[DemoJob]:
+    """The batch the demo submits (deterministic for a seed): 22 jobs, see the module docstring,
+    and with ``comfyui`` three ComfyUI jobs (txt2img with progress, an image edit, a workflow
+    ComfyUI refuses). ``pace`` stretches every step (the live screen runs slower than --smoke)."""
     rng = random.Random(seed)
 
     def sim(steps: int, step_ms: int, **extra: Any) -> dict[str, Any]:
@@ -172,6 +218,15 @@ def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7) -> list[DemoJob]
         job("huge-80g", "needs gpu_memory_gb >= 80: no such worker", "comfyui-sim", 40, sim(4, 100),
             expected="unworkable", requirements=gpu(80)),
     ]  # fmt: skip
+    if comfyui:
+        graphs = comfyui_graphs(now_ms)
+        jobs += [
+            job("comfy-txt2img", "ComfyUI txt2img: KSampler progress, PNG stored", "comfyui", 70,
+                {"workflow": graphs["txt2img"]}),
+            job("comfy-invert", "ComfyUI image edit: output stored", "comfyui", 60, {"workflow": graphs["invert"]}),
+            job("comfy-invalid", "ComfyUI refuses the workflow (400): malformed", "comfyui", 60,
+                {"workflow": graphs["invalid"]}, expected="failed"),
+        ]  # fmt: skip
     return jobs
 
 
@@ -206,9 +261,14 @@ def expected_rows(
     return rows
 
 
-def worker_argv(worker: DemoWorker, namespace: str) -> list[str]:
+def worker_argv(
+    worker: DemoWorker, namespace: str, *, service_url: str | None = None, output_url: str | None = None
+) -> list[str]:
     """The command line of one worker process. The Redis URL goes in the environment (EMP_REDIS_URL),
     not in argv, where `ps` would show its password to every user of the machine."""
+    extra = (["--service-url", service_url] if service_url else []) + (
+        ["--output-url", output_url] if output_url else []
+    )
     return [
         sys.executable,
         "-m",
@@ -223,7 +283,8 @@ def worker_argv(worker: DemoWorker, namespace: str) -> list[str]:
         "--services",
         ",".join(worker.kind.services),
         "--connector",
-        "simulation",
+        worker.kind.connector,
+        *extra,
         "--capabilities",
         json.dumps(worker.kind.capabilities, separators=(",", ":")),
         "--concurrency",

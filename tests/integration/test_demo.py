@@ -5,7 +5,9 @@ Each run takes ~10 s (worker start-up, the jobs, the 3 s unworkable grace, the d
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import re
 import signal
@@ -78,26 +80,32 @@ def processes_with(text: str) -> list[int]:
 def check_output(proc: subprocess.CompletedProcess[str]) -> str:
     out = proc.stdout
     assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{out}\nstderr:\n{proc.stderr}"
-    assert re.search(r"all 22 jobs reached their expected state in [\d.]+ s", out), out
+    assert re.search(r"all 25 jobs reached their expected state in [\d.]+ s", out), out
     rows = {
         line.split()[1]: line
         for line in out.splitlines()
         if len(line.split()) > 1
-        and line.split()[1] in ("flaky", "bad-input", "huge-80g", "big-40g-1", "wf-step-3", "sim-01")
+        and line.split()[1]
+        in ("flaky", "bad-input", "huge-80g", "big-40g-1", "wf-step-3", "sim-01", "comfy-txt2img", "comfy-invalid")
     }
     assert re.search(r"^ok\s+flaky\s+completed \(att 2\)\s+completed \(att 2\)", rows["flaky"]), rows["flaky"]
     assert re.search(r"^ok\s+bad-input\s+failed\s+failed\b", rows["bad-input"]), rows["bad-input"]
     assert re.search(r"^ok\s+huge-80g\s+unworkable\s+unworkable\b", rows["huge-80g"]), rows["huge-80g"]
-    for job in ("big-40g-1", "wf-step-3", "sim-01"):
+    for job in ("big-40g-1", "wf-step-3", "sim-01", "comfy-txt2img"):
         assert re.search(rf"^ok\s+{job}\s+completed\s+completed\b", rows[job]), rows[job]
+    assert re.search(r"^ok\s+comfy-invalid\s+failed\s+failed\b", rows["comfy-invalid"]), rows["comfy-invalid"]
+    assert re.search(r"job outputs: 2 files under ", out), out  # the two ComfyUI images
     assert "MISMATCH" not in out
     # Plain progress lines, not a live screen: no cursor control codes.
     assert "[   0.0s]" in out or "in expected state ·" in out
     assert "\x1b[" not in out
     namespace = re.search(r"namespace (demo[0-9a-f]+)", out)
     assert namespace is not None, out
-    # Every worker process has exited.
+    # Every worker process has exited, and so has the stand-in ComfyUI.
     assert processes_with(f"--namespace {namespace.group(1)} worker") == []
+    stand_in = re.search(r"stand-in ComfyUI \(tests/fakes\) at http://127\.0\.0\.1:(\d+)", out)
+    assert stand_in is not None, out
+    assert processes_with(f"tests.fakes.comfyui --port {stand_in.group(1)}") == []
     return namespace.group(1)
 
 
@@ -107,7 +115,7 @@ def test_demo_smoke_with_its_own_redis(tmp_path: Path) -> None:
     # The local redis-server kept its data under the state dir and was stopped (URL file removed).
     assert (tmp_path / "redis").is_dir()
     assert not (tmp_path / "redis.url").exists()
-    assert "stopping 3 worker processes" in proc.stdout
+    assert "stopping 4 worker processes" in proc.stdout
 
 
 def test_demo_smoke_against_a_given_redis(tmp_path: Path, redis_url: str) -> None:
@@ -123,6 +131,12 @@ def test_demo_smoke_against_a_given_redis(tmp_path: Path, redis_url: str) -> Non
         assert client.hget(keys.job("flaky"), "attempt") == "2"
         assert client.hget(keys.job("bad-input"), "failure_class") == "malformed"
         assert client.hget(keys.job("huge-80g"), "status") == "cancelled"  # was unworkable; tidied at the end
+        assert client.hget(keys.job("comfy-invalid"), "failure_class") == "malformed"
+        result = json.loads(client.hget(keys.job("comfy-txt2img"), "result") or "{}")
+        [output] = result["outputs"]
+        stored = Path(output["url"].removeprefix("file://"))
+        assert stored.is_relative_to(tmp_path / "demo" / namespace / "outputs" / "comfy-txt2img" / "1")
+        assert hashlib.sha256(stored.read_bytes()).hexdigest() == output["sha256"]
         assert client.zcard(keys.workers) == 0  # every worker went offline
         assert client.zcard(keys.leases) == 0
     finally:

@@ -243,3 +243,26 @@ def test_demo_expectations_follow_the_fleet() -> None:
     only_4090 = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(1))}
     assert {k for k, v in only_4090.items() if v == "unworkable"} == {"huge-80g", "big-40g-1", "big-40g-2", "img-sd35"}
     assert [w.worker_id for w in demo_fleet(4)] == ["demo-rtx4090", "demo-a6000", "demo-cpu", "demo-rtx4090-2"]
+
+
+def test_demo_comfyui_jobs_need_the_comfyui_worker() -> None:
+    """The ComfyUI jobs join when the stand-in is there; a fleet without the ComfyUI worker would
+    leave them unworkable, so they are only added together."""
+    from emp.demo_fleet import demo_fleet, demo_jobs, expected_rows, worker_argv
+    from emp.model.job import parse_submission
+
+    jobs = demo_jobs(1_700_000_000_000, comfyui=True)
+    assert [j.id for j in jobs if j.service == "comfyui"] == ["comfy-txt2img", "comfy-invert", "comfy-invalid"]
+    assert all("workflow" in j.submission["payload"] for j in jobs if j.service == "comfyui")
+    assert not [j for j in demo_jobs(1_700_000_000_000) if j.service == "comfyui"]
+    wires = [parse_submission({"id": j.id, **j.submission}).to_wire() for j in jobs]
+    fleet = demo_fleet(3, comfyui=True)
+    assert [w.worker_id for w in fleet][-1] == "demo-comfyui"
+    rows = {r.id: r.expectation() for r in expected_rows(jobs, wires, fleet)}
+    assert (rows["comfy-txt2img"], rows["comfy-invalid"]) == ("completed", "failed")
+    without = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(3))}
+    assert without["comfy-txt2img"] == "unworkable"
+    argv = worker_argv(fleet[-1], "ns", service_url="http://127.0.0.1:9", output_url="/tmp/o")
+    assert argv[argv.index("--connector") + 1] == "comfyui"
+    assert argv[argv.index("--service-url") + 1] == "http://127.0.0.1:9"
+    assert argv[argv.index("--output-url") + 1] == "/tmp/o"
