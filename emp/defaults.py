@@ -116,3 +116,7 @@ ComfyUI takes 10-60 s to boot on a fresh box."""
 
 OUTPUT_DIR_NAME = "outputs"
 """Job outputs go to <state dir>/outputs unless EMP_OUTPUT_URL says otherwise."""
+
+SERVICE_RECORD_MODELS = 100
+"""A service's status record lists at most this many of its models (a ComfyUI box may have
+hundreds of LoRAs; the worker's capabilities keep the full list for matching)."""

@@ -212,13 +212,14 @@ class Worker:
         """Each service's models, from its connector; a service that cannot answer yet has none
         (the worker registers again with them once the service is up)."""
         out: dict[str, list[str]] = {}
-        for b in self.bindings:
+        for b, monitor in zip(self.bindings, self.monitors, strict=True):
             try:
                 with anyio.fail_after(10):
                     models = await b.connector.list_models()
             except Exception as exc:
                 log.info("models of %s unavailable for now: %s", b.name or b.connector.name, exc)
                 models = []
+            monitor.record["models"] = models[: defaults.SERVICE_RECORD_MODELS]
             for svc in b.services:
                 out[svc] = models
         return out

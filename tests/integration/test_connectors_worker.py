@@ -208,6 +208,11 @@ async def test_success_stores_outputs_and_progress_reaches_100(
     await calls.submit([wire(case.name, case.ok(), id="ok")], 1 << 20)
     async with running(worker):
         await wait_for(status_is(calls, "ok", "completed", "failed"), what="job to end")
+        [service] = [ServiceRecord.from_raw(r) for r in await calls.list_services()]
+        assert (service.connector, service.url, service.workers) == (case.name, fake.url, ["w1"])
+        assert service.status in ("idle", "active")
+        if case.name != "rest":  # the REST fake's connector has no models configured here
+            assert service.models, "the service's models are in its status record"
     job = await fields(calls, "ok")
     assert job["status"] == "completed", job
     result = json.loads(job["result"])
