@@ -57,6 +57,7 @@ class Event:
     worker: str | None = None
     attempt: int | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    machine: str | None = None
 
     @property
     def known(self) -> bool:
@@ -118,6 +119,7 @@ def decode_event(fields: Mapping[str, Any]) -> Event:
         job=_text(fields.get("job")),
         worker=_text(fields.get("worker")),
         attempt=_int(fields.get("attempt")),
+        machine=_text(fields.get("machine")),
         data=_data(fields.get("data")),
     )
 

@@ -467,6 +467,46 @@ class Calls:
                 return out
             offset += page
 
+    async def machine_report(self, machine_id: str, ttl_ms: int, record: dict[str, Any]) -> None:
+        """A machine agent's heartbeat with its record (emp_machine_report)."""
+        await self._fcall(
+            "emp_machine_report",
+            [self.keys.machine(machine_id), self.keys.machines],
+            self.p,
+            machine_id,
+            ttl_ms,
+            json.dumps(record, separators=(",", ":"), default=str),
+        )
+
+    async def machine_event(self, machine_id: str, event_type: str, data: dict[str, Any], ttl_ms: int) -> None:
+        """A machine lifecycle event (emp_machine_event): machine_startup, _step, _ready, _failed, _shutdown."""
+        await self._fcall(
+            "emp_machine_event",
+            [self.keys.machine(machine_id), self.keys.machines],
+            self.p,
+            machine_id,
+            event_type,
+            json.dumps(data, separators=(",", ":"), default=str),
+            ttl_ms,
+        )
+
+    async def list_machines(self, page: int = 200) -> list[dict[str, Any]]:
+        """Every machine whose last report has not lapsed (hash fields; ``record`` decoded)."""
+        out: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            reply = await self._fcall("emp_list_machines", [self.keys.machines], self.p, offset, page, ro=True)
+            for raw in reply:
+                row = json.loads(raw)
+                try:
+                    row["record"] = json.loads(row.get("record") or "{}")
+                except ValueError:
+                    row["record"] = {}
+                out.append(row)
+            if len(reply) < page:
+                return out
+            offset += page
+
     async def version(self) -> str | None:
         return await library.server_version(self.client)
 

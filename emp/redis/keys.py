@@ -75,6 +75,15 @@ class Keys:
     def services(self) -> str:
         return f"{self.prefix}services"
 
+    def machine(self, machine_id: str) -> str:
+        """A machine agent's record (emp_machine_report / emp_machine_event); expires with its reports."""
+        return f"{self.prefix}machine:{machine_id}"
+
+    @property
+    def machines(self) -> str:
+        """zset: machine id -> expiry of its last report (live machines)."""
+        return f"{self.prefix}machines"
+
     def service_instance(self, service_id: str) -> str:
         """A running service's status record (emp_service_status); expires with its reports."""
         return f"{self.prefix}svc:{service_id}"

@@ -124,6 +124,8 @@ async def test_every_lua_file_registers_its_function_and_has_a_test_module() -> 
         "revive_unworkable": "test_unworkable.py",
         "version": "test_library.py",
         "list_services": "test_service_status.py",
+        "machine_event": "test_machine_report.py",
+        "list_machines": "test_machine_report.py",
     }
     files = sorted(p.stem for p in library.FUNCTIONS_DIR.glob("*.lua") if p.name != "_lib.lua")
     assert files, "no Functions found"

@@ -1,0 +1,29 @@
+--[[
+  emp_machine_report: a machine agent's heartbeat: its record (host, GPUs, processes, phase) and
+  its liveness. Sent every MACHINE_REPORT_INTERVAL with a TTL, so a box that vanished (spot
+  machine gone, SIGKILL) drops out of every view on its own: no phantom machines.
+
+  KEYS[1]  machine:<mid>   KEYS[2]  machines (zset: mid -> expiry ms)
+  ARGV[1]  P, ARGV[2] mid, ARGV[3] ttl_ms, ARGV[4] record: JSON object
+           {status, host{}, gpus[], processes[], workers[], services[], health_url, started_at, ready_at}
+  Reply    {'OK'} (no event: lifecycle changes go through emp_machine_event)
+]]
+
+local function machine_report(keys, args)
+  local P, mid, ttl_ms, record = args[1], args[2], tonumber(args[3]), args[4]
+  if not nonempty(mid) then return invalid('machine id') end
+  if not ttl_ms or ttl_ms <= 0 then return invalid('ttl_ms') end
+  local ok, rec = pcall(cjson.decode, record or '')
+  if not ok or type(rec) ~= 'table' then return invalid('record: not a JSON object') end
+  local now = now_ms()
+  local key = P .. 'machine:' .. mid
+  redis.call('HSET', key, 'id', mid, 'record', record, 'updated', fmt(now))
+  if nonempty(rec.status) then redis.call('HSET', key, 'status', tostring(rec.status)) end
+  redis.call('PEXPIRE', key, ttl_ms)
+  redis.call('ZADD', P .. 'machines', now + ttl_ms, mid)
+  local lapsed = redis.call('ZRANGEBYSCORE', P .. 'machines', '-inf', now, 'LIMIT', 0, 100)
+  if #lapsed > 0 then redis.call('ZREM', P .. 'machines', unpack(lapsed)) end
+  return {'OK'}
+end
+
+redis.register_function('emp_machine_report', machine_report)
