@@ -120,3 +120,45 @@ OUTPUT_DIR_NAME = "outputs"
 SERVICE_RECORD_MODELS = 100
 """A service's status record lists at most this many of its models (a ComfyUI box may have
 hundreds of LoRAs; the worker's capabilities keep the full list for matching)."""
+
+# -- machine agent (emp machine up) ------------------------------------------------------------
+
+HEALTH_HOST = "127.0.0.1"
+HEALTH_PORT = 9090
+"""The agent's health endpoint (the original's port). Loopback by default: a probe from outside
+the box (Salad) needs EMP_HEALTH_HOST=0.0.0.0, a choice the operator makes knowingly."""
+
+MACHINE_REPORT_INTERVAL_S = 15.0
+"""The machine record (host, GPU readings, processes) is refreshed this often."""
+
+MACHINE_TTL_S = 45.0
+"""A machine record lapses after this without a report (three missed): a vanished box drops out."""
+
+MACHINE_SERVICE_READY_TIMEOUT_S = 300.0
+"""A service (ComfyUI) must answer its readiness check within this after starting; a cold
+ComfyUI with many custom nodes takes a minute or two on a fresh box."""
+
+MACHINE_WORKER_READY_TIMEOUT_S = 60.0
+"""A worker process must have registered (and found its service up) within this."""
+
+COMFYUI_DIR = "/workspace/ComfyUI"
+COMFYUI_BASE_PORT = 8188
+"""GPU i's ComfyUI listens on base + i (the original's COMFYUI_BASE_PORT)."""
+
+COMFYUI_REPO = "https://github.com/comfyanonymous/ComfyUI.git"
+COMFYUI_REF = "v0.8.0"
+"""Stock ComfyUI at the version our connector and fake are checked against (no fork needed)."""
+
+INSTALL_PARALLEL = 5
+"""Custom nodes installed at once (the original's batch size)."""
+
+# -- GPUs, host info and ComfyUI provisioning (emp/agent/gpu.py, host.py, provision.py) ---------------
+
+FAKE_GPU_MODEL = "NVIDIA GeForce RTX 4090 (fake)"
+FAKE_GPU_MEMORY_GB = 24
+"""A declared fake GPU (--gpus N, EMP_GPUS) looks like the common rented card unless told otherwise
+(EMP_GPU_MODEL, EMP_GPU_MEMORY_GB): jobs written for a 4090 match it in demos and tests."""
+
+INSTALL_STEP_TIMEOUT_S = 1800.0
+"""One git or pip command during `emp machine install` is killed after this: a clone of a big
+node repository or a torch-sized pip install takes minutes, a hung network must not take forever."""

@@ -61,6 +61,15 @@ def worker(
             "--service-url", metavar="URL", help="The --connector's service address (default: its usual port)."
         ),
     ] = None,
+    connector_options: Annotated[
+        str | None,
+        typer.Option(
+            "--connector-options",
+            metavar="JSON|@FILE",
+            help="The --connector's options (as in a services.toml options table).",
+            show_default=False,
+        ),
+    ] = None,
     services_config: Annotated[
         str | None,
         typer.Option(
@@ -116,6 +125,11 @@ def worker(
     settings = common.settings_of(ctx)
     try:
         caps = common.parse_json_object(capabilities, "--capabilities", stdin_ok=False) if capabilities else {}
+        options = (
+            common.parse_json_object(connector_options, "--connector-options", stdin_ok=False)
+            if connector_options
+            else None
+        )
     except ValueError as exc:
         common.fail(str(exc), common.EXIT_BAD_INPUT)
     service_list = common.parse_csv(services) if services is not None else list(settings.worker_services)
@@ -131,6 +145,7 @@ def worker(
             connector=connector,
             service_url=service_url,
             services=service_list or ([] if config_path or connector else ["simulation"]),
+            connector_options=options,
         )
     except ConfigError as exc:
         common.fail(str(exc), common.EXIT_BAD_INPUT)

@@ -117,6 +117,7 @@ def load_service_map(
     service_url: str | None = None,
     services: Sequence[str] = (),
     environ: Mapping[str, str] | None = None,
+    connector_options: Mapping[str, Any] | None = None,
 ) -> ServiceMap:
     """The worker's service map from a config file, or from the CLI flags (see the module doc).
 
@@ -130,7 +131,8 @@ def load_service_map(
         if connector not in CONNECTOR_TYPES:
             raise ConfigError(f"--connector: unknown connector type {connector!r} ({_types()})")
         served = tuple(services) or (connector,)
-        spec = ConnectorSpec(connector, connector, service_url or None, served, {}, f"--connector {connector}")
+        options = dict(connector_options or {})
+        spec = ConnectorSpec(connector, connector, service_url or None, served, options, f"--connector {connector}")
         smap = ServiceMap((spec,), served, f"--connector {connector}")
     elif path is not None:
         try:
@@ -143,6 +145,8 @@ def load_service_map(
     else:
         if service_url is not None:
             raise ConfigError("--service-url needs --connector (which connector is at that URL?)")
+        if connector_options:
+            raise ConfigError("--connector-options needs --connector (whose options are they?)")
         smap = ServiceMap(_by_type_name(services), tuple(services), "--services")
     for service in smap.services:
         smap.spec_for(service)  # raises for a service nothing serves

@@ -308,6 +308,18 @@ def test_worker_sim_suffix_imitates_the_service(worker_cfgs: list[Any]) -> None:
     assert binding.connector.name == "simulation" and binding.connector.settings.imitate == "comfyui"
 
 
+def test_worker_connector_options(worker_cfgs: list[Any]) -> None:
+    r = invoke("worker", "--connector", "simulation", "--connector-options", '{"imitate": "comfyui"}')
+    assert r.exit_code == 0, r.output
+    [binding] = worker_cfgs[-1].bindings
+    assert binding.connector.settings.imitate == "comfyui"
+    bad = invoke("worker", "--connector", "simulation", "--connector-options", '{"imitate": "dall-e"}')
+    assert bad.exit_code == 2 and "imitate" in bad.output
+    lonely = invoke("worker", "--services", "simulation", "--connector-options", '{"imitate": "comfyui"}')
+    assert lonely.exit_code == 2 and "--connector-options needs --connector" in lonely.output
+    assert len(worker_cfgs) == 1
+
+
 def test_worker_service_without_connector_exits_2(worker_cfgs: list[Any]) -> None:
     r = invoke("worker", "--services", "nosuch")
     assert r.exit_code == 2 and "no connector serves service 'nosuch'" in r.output
