@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -70,11 +71,12 @@ async def comfyui_for_bench(url: str | None, log_dir: Path) -> AsyncIterator[str
         raise BenchError("no ComfyUI: give --comfyui-url (this installation has no tests/fakes stand-in)")
     out = Path(tempfile.mkdtemp(prefix="emp-bench-comfy-"))
     fake = StandIn("comfyui", "--output-dir", str(out), log_path=log_dir / "fake-comfyui.log")
-    fake.start()
     try:
+        fake.start()
         yield fake.url
     finally:
         fake.stop()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 class DirectClient:
@@ -151,9 +153,10 @@ class EmpClient:
 def worker_process(redis_url: str, namespace: str, url: str, log_dir: Path) -> Iterator[str]:
     """`emp worker --connector comfyui` as its own process, as on a GPU box; its worker id."""
     worker_id = f"bench-comfy-{uuid.uuid4().hex[:6]}"
+    out = tempfile.mkdtemp(prefix="emp-bench-out-")
     argv = [sys.executable, "-m", "emp", "--redis-url", redis_url, "--namespace", namespace, "worker",
             "--id", worker_id, "--connector", "comfyui", "--service-url", url, "--services", SERVICE,
-            "--output-url", tempfile.mkdtemp(prefix="emp-bench-out-")]  # fmt: skip
+            "--output-url", out]  # fmt: skip
     with open(log_dir / "comfyui-worker.log", "ab") as log:
         proc = subprocess.Popen(argv, stdout=log, stderr=log, stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
     try:
@@ -165,6 +168,7 @@ def worker_process(redis_url: str, namespace: str, url: str, log_dir: Path) -> I
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        shutil.rmtree(out, ignore_errors=True)
 
 
 async def measure(redis_url: str, namespace: str, comfyui_url: str | None, n: int, log_dir: Path) -> list[Metric]:

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from emp import defaults
 from emp.cli import common
 
 WORKER_EPILOG = (
@@ -170,6 +171,6 @@ def worker(
         progress_min_interval_s=settings.progress_min_interval_s,
         max_lost_leases=settings.max_lost_leases,
         unworkable_grace_s=settings.unworkable_grace_s,
-        output_url=output_url or settings.output_url,
+        output_url=output_url or settings.output_url or str(settings.state_dir / defaults.OUTPUT_DIR_NAME),
     )
     raise typer.Exit(common.run(run_worker(cfg, bindings), url=url))

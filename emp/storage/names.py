@@ -9,6 +9,7 @@ its job's folder or overwrite another attempt's files.
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 MAX_NAME_LEN = 200
 """Longest stored name (bytes of UTF-8 stay well under the usual 255-byte file name limit)."""
@@ -41,3 +42,15 @@ def check_component(value: str, what: str) -> str:
     if not _ID.match(value) or value in (".", ".."):
         raise ValueError(f"{what} {value!r} cannot be used in a storage path")
     return value
+
+
+def id_component(value: str) -> str:
+    """A job id as one directory name, for ANY id a client may choose (``cust:job/1``, ``..``):
+    plain ids stay as they are; others are percent-encoded, which is reversible, so two ids never
+    share a folder. Never raises: an accepted job must never fail for its id."""
+    if _ID.match(value) and value not in (".", ".."):
+        return value
+    encoded = quote(value, safe="-_")  # '.' is never encoded by quote: a leading one is, here
+    if encoded.startswith("."):
+        encoded = "%2E" + encoded[1:]
+    return encoded if encoded else "%00"  # an empty id (never accepted, but never crash either)

@@ -1,6 +1,7 @@
 """Where one job attempt's outputs go: ``<job id>/<attempt>/<safe name>`` in the storage.
 
-The attempt number in the path means a stale attempt (a worker that lost its lease and still
+Any job id works: ids that are not plain file names are percent-encoded (``cust:job/1`` →
+``cust%3Ajob%2F1``). The attempt number in the path means a stale attempt (a worker that lost its lease and still
 finishes) writes only under its own attempt, never over the current attempt's files, and its
 result, which alone lists its outputs, is refused by the complete Function (fencing): the job
 never references a stale attempt's outputs.
@@ -12,13 +13,13 @@ import hashlib
 import mimetypes
 
 from emp.storage.base import Storage, StoredOutput
-from emp.storage.names import check_component, safe_name
+from emp.storage.names import id_component, safe_name
 
 
 class OutputSink:
     def __init__(self, storage: Storage, job_id: str, attempt: int) -> None:
         self.storage = storage
-        self.prefix = f"{check_component(job_id, 'job id')}/{int(attempt)}"
+        self.prefix = f"{id_component(job_id)}/{int(attempt)}"
         self.stored: list[StoredOutput] = []
         self._names: set[str] = set()
 

@@ -455,7 +455,11 @@ class Worker:
         if connector is None:  # a job of a service this worker does not serve (cannot happen by matching)
             slot.job = None
             return ("fail", ("malformed", f"this worker has no connector for service {job.service!r}"))
-        sink = OutputSink(self.storage, job.id, job.attempt)
+        try:
+            sink = OutputSink(self.storage, job.id, job.attempt)
+        except Exception as exc:  # no job may take its worker down: fail it, go on
+            slot.job = None
+            return ("fail", ("unknown", f"cannot prepare the job's output folder: {exc}"))
         ctx = JobContext(job.id, job.attempt, job.payload, reporter.update, sink, job.service)
         outcome: tuple[str, Any] = ("release", "interrupted")
         try:

@@ -303,3 +303,24 @@ def _redis_server(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
             pass
         time.sleep(0.02)  # waiting for a child process to listen: nothing to poll in Redis yet
     raise AssertionError("redis-server did not start")
+
+
+async def test_a_job_id_that_is_no_file_name_still_stores_its_outputs(
+    calls: Calls, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Client-chosen ids like ``cust:job/1`` are accepted at submit: the worker must run them
+    (their outputs in a folder of their own), never crash on them."""
+    from emp.worker.connectors.simulation import SimulationConnector, SimulationSettings
+    from emp.worker.runtime import ConnectorBinding
+
+    payload = {"workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}, "steps": 1, "step_ms": 1}
+    await calls.submit([wire("comfyui-sim", payload, id="cust:job/1"), wire("comfyui-sim", payload, id="..")], 1 << 20)
+    binding = ConnectorBinding(SimulationConnector(SimulationSettings(imitate="comfyui")), ["comfyui-sim"])
+    worker = Worker(cfg(redis_url, namespace, services=["comfyui-sim"], output_url=str(tmp_path)), bindings=[binding])
+    with anyio.fail_after(30):
+        assert await worker.run() == 0
+    for job_id, folder in (("cust:job/1", "cust%3Ajob%2F1"), ("..", "%2E.")):
+        fields = (await job(calls, job_id))["fields"]
+        assert fields["status"] == "completed", fields
+        [out] = json.loads(fields["result"])["outputs"]
+        assert (tmp_path / folder / "1" / out["name"]).is_file()

@@ -86,9 +86,23 @@ async def test_unknown_content_type_is_octet_stream(tmp_path: Path) -> None:
     assert out.content_type == "application/octet-stream"
 
 
-def test_sink_refuses_a_job_id_that_would_escape(tmp_path: Path) -> None:
-    with pytest.raises(ValueError):
-        OutputSink(FileStorage(tmp_path), "../other", 1)
+@pytest.mark.parametrize(
+    ("job_id", "folder"),
+    [
+        ("plain-id_1.x", "plain-id_1.x"),
+        ("cust:job/1", "cust%3Ajob%2F1"),
+        ("../other", "%2E.%2Fother"),
+        ("..", "%2E."),
+        (".", "%2E"),
+        ("a b\x00", "a%20b%00"),
+        ("%2E.", "%252E."),
+    ],
+)
+async def test_any_job_id_gets_its_own_folder_inside_the_storage(tmp_path: Path, job_id: str, folder: str) -> None:
+    out = await OutputSink(FileStorage(tmp_path), job_id, 1).put("x.png", b"x")
+    path = Path(unquote(urlsplit(out.url).path))
+    assert path.parent.parent == (tmp_path / folder).resolve()
+    assert path.is_relative_to(tmp_path.resolve())
 
 
 async def test_get_refuses_urls_outside_the_storage(tmp_path: Path) -> None:
