@@ -162,3 +162,52 @@ FAKE_GPU_MEMORY_GB = 24
 INSTALL_STEP_TIMEOUT_S = 1800.0
 """One git or pip command during `emp machine install` is killed after this: a clone of a big
 node repository or a torch-sized pip install takes minutes, a hung network must not take forever."""
+
+# -- machine agent: process supervision and health endpoint (emp/agent/supervisor.py, process_state.py,
+#    reaper.py, health.py) -------------------------------------------------------------------------
+
+PROCESS_RESTART_INITIAL_S = 1.0
+PROCESS_RESTART_FACTOR = 1.5
+PROCESS_RESTART_MAX_S = 15.0
+"""Restart backoff after a crash: 1 s, 1.5 s, 2.25 s, ... capped at 15 s (PM2's exponential backoff):
+a crash loop costs little, and a service that recovers is back within seconds."""
+
+PROCESS_RESTART_RESET_S = 30.0
+"""A process that stayed ready this long was healthy: its next crash starts the backoff afresh (PM2)."""
+
+PROCESS_MAX_QUICK_FAILURES = 5
+"""Consecutive quick failures (each ended before 30 s of readiness) before a process is FATAL and left
+down: a broken install should be reported, not restarted forever."""
+
+PROCESS_READY_TIMEOUT_S = 120.0
+"""A process not ready this long after its start is killed and counts as a failed start (ComfyUI takes
+10-60 s to boot on a fresh box)."""
+
+PROCESS_READY_POLL_S = 0.25
+"""Readiness is polled this often while a process starts: readiness is seen within a quarter second."""
+
+PROCESS_START_SECS = 1.0
+"""A process without a readiness check is RUNNING once it stayed up this long (supervisord startsecs)."""
+
+PROCESS_STOP_TIMEOUT_S = 10.0
+"""SIGTERM to a process group, then SIGKILL after this (supervisord stopwaitsecs); Salad and K8s give
+30 s in all before they SIGKILL the box, and workers drain first."""
+
+PROCESS_LOG_MAX_BYTES = 10 * 1024 * 1024
+PROCESS_LOG_BACKUPS = 3
+"""Per-process logs rotate at 10 MiB and keep 3 old files: 40 MiB per process at most on a small disk."""
+
+PROCESS_NOTIFY_FLUSH_S = 2.0
+"""At shutdown, state changes not yet delivered to on_change get this long (they publish to Redis)."""
+
+REAP_INTERVAL_S = 1.0
+"""As PID 1, the agent looks for orphaned zombies this often; one that is still a zombie on the next
+look has no other parent waiting for it and is reaped."""
+
+HEALTH_LOG_LINES = 100
+HEALTH_LOG_MAX_LINES = 10_000
+"""GET /logs returns 100 lines unless asked, and never more than 10,000."""
+
+MACHINE_WORKER_STOP_GRACE_S = 10.0
+"""On shutdown a worker gets the drain timeout plus this before SIGKILL: time to release the jobs
+it could not finish (a release is one Redis call) and say it is offline."""

@@ -201,7 +201,7 @@ def load_machine_config(
         fake_gpu_model=_str(machine, "fake_gpu_model", source, "machine"),
         fake_gpu_memory_gb=_int(machine, "fake_gpu_memory_gb", source, "machine"),
         health_host=_str(machine, "health_host", source, "machine") or defaults.HEALTH_HOST,
-        health_port=_int(machine, "health_port", source, "machine") or defaults.HEALTH_PORT,
+        health_port=_default(_int(machine, "health_port", source, "machine"), defaults.HEALTH_PORT),
         token=_str(machine, "token", source, "machine"),
         report_interval_s=_num(machine, "report_interval_s", source, "machine") or defaults.MACHINE_REPORT_INTERVAL_S,
         drain_timeout_s=_num(machine, "drain_timeout_s", source, "machine", allow_zero=True) or 0.0
@@ -333,6 +333,11 @@ def _install(doc: dict[str, Any], source: str, kinds: tuple[ServiceKind, ...]) -
 
 
 # -- small checked readers ------------------------------------------------------------------------
+
+
+def _default(value: int | None, default: int) -> int:
+    """``value`` unless it was not given (0 is a value: port 0 means any free port)."""
+    return default if value is None else value
 
 
 def _env(env: Mapping[str, str], *names: str) -> str | None:

@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from emp.cli import common, functions, jobs, services, submit, worker
+from emp.cli import common, functions, jobs, machine, services, submit, worker
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 2 bad input (nothing was written), 3 Redis unreachable, 4 not found. "
@@ -100,6 +100,7 @@ def version() -> None:
 submit.register(app)
 worker.register(app)
 services.register(app)
+machine.register(app)
 app.add_typer(jobs.app, name="jobs")
 app.add_typer(functions.app, name="functions")
 

@@ -200,10 +200,15 @@ class Worker:
             },
             busy=lambda: any(s.job is not None and s.job.service in served for s in self.slots),
             on_ready=self._refresh_capabilities,
+            on_down=self._poke_all,
             check_interval_s=self.cfg.service_check_interval_s,
             report_interval_s=self.cfg.service_report_interval_s,
             starting_grace_s=self.cfg.service_starting_grace_s,
         )
+
+    def _poke_all(self) -> None:
+        for slot in self.slots:
+            slot.poke()
 
     def services_ready(self) -> bool:
         return all(m.ready for m in self.monitors)

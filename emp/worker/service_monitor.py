@@ -41,6 +41,7 @@ class ServiceMonitor:
         record: dict[str, Any],
         busy: Callable[[], bool],
         on_ready: Callable[[], Awaitable[None]] | None = None,
+        on_down: Callable[[], None] | None = None,
         check_interval_s: float = defaults.SERVICE_CHECK_INTERVAL_S,
         report_interval_s: float = defaults.SERVICE_REPORT_INTERVAL_S,
         ttl_s: float = defaults.SERVICE_STATUS_TTL_S,
@@ -51,6 +52,7 @@ class ServiceMonitor:
         self.record = record
         self.busy = busy
         self.on_ready = on_ready
+        self.on_down = on_down
         self.check_interval_s = check_interval_s
         self.report_interval_s = report_interval_s
         self.ttl_ms = int(ttl_s * 1000)
@@ -117,6 +119,8 @@ class ServiceMonitor:
             self._ready.set()
         elif self._ready.is_set():
             self._ready = anyio.Event()
+            if self.on_down is not None:
+                self.on_down()  # idle slots leave the idle sets now, not at their next poll
 
     async def report(self, calls: Calls, *, force: bool = False) -> None:
         """Write the state to Redis if it changed, if the report interval passed, or if forced."""

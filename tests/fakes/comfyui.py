@@ -717,7 +717,7 @@ def workflow_slow(
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m tests.fakes.comfyui", description="A fake ComfyUI v0.8.0 server.")
-    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--host", "--listen", dest="host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--output-dir", default="")
     p.add_argument("--input-dir", default="")
@@ -729,8 +729,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-early-events", dest="early_events", action="store_false")
     p.add_argument("--preview-method", default="none", choices=["none", "auto", "latent2rgb", "taesd"])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    # Real ComfyUI flags the machine agent passes (accepted, as the real server does; the fake
+    # runs on the CPU anyway): --cpu on fake GPUs, --listen for the address.
+    p.add_argument("--cpu", action="store_true", help="accepted for fidelity: the fake always runs on the CPU")
     args = p.parse_args(argv)
     options = dict(vars(args))
+    options.pop("cpu")  # accepted only
     options["models"] = [m for m in args.models.split(",") if m]
 
     async def serve() -> None:

@@ -51,7 +51,7 @@ def test_a_full_file(tmp_path: Path) -> None:
 [machine]
 id = "m7"
 gpus = "2"
-health_port = 9300
+health_port = 0
 drain_timeout_s = 10
 capabilities = { pool = "heavy", region = "eu" }
 
@@ -79,7 +79,7 @@ custom_nodes = "config/custom_nodes.json"
         encoding="utf-8",
     )
     cfg = load_machine_config(f, environ={})
-    assert (cfg.machine_id, cfg.gpus, cfg.health_port, cfg.drain_timeout_s) == ("m7", "2", 9300, 10.0)
+    assert (cfg.machine_id, cfg.gpus, cfg.health_port, cfg.drain_timeout_s) == ("m7", "2", 0, 10.0)
     assert cfg.capabilities == {"pool": "heavy", "region": "eu"}
     kinds = {k.name: k for k in cfg.services}
     assert list(kinds) == ["comfyui", "ollama", "simulation"]
@@ -133,3 +133,10 @@ def test_bad_environment_and_flags() -> None:
 def test_the_token_never_shows_in_repr() -> None:
     cfg = load_machine_config(None, environ={"EMP_MACHINE_TOKEN": "s3cret-token"})
     assert cfg.token == "s3cret-token" and "s3cret" not in repr(cfg)
+
+
+def test_the_example_file_loads() -> None:
+    root = Path(__file__).resolve().parents[2]
+    cfg = load_machine_config(root / "config" / "machine.toml", environ={})
+    [comfy] = cfg.services
+    assert comfy.base_port == 8188 and cfg.install.ref == defaults.COMFYUI_REF and not cfg.install.enabled
