@@ -11,13 +11,14 @@ stream until each one reached the state it was meant to reach:
 - a job that fails transiently once: completed on attempt 2 (after a backoff);
 - a malformed job: failed at once, no retry;
 - a job that needs 80 GB, which no worker has: unworkable (after the grace period);
-- with the stand-in ComfyUI (the fake of tests/fakes, in a checkout): one more worker process
-  drives it through the real ComfyUI connector; a txt2img job (KSampler progress, its PNG stored
-  under ``<state_dir>/demo/<namespace>/outputs``), an image edit, and a workflow ComfyUI refuses
-  (HTTP 400: failed as malformed, no retry).
+- with the stand-in ComfyUI (the fake of tests/fakes, in a checkout): a GPU box, run by the
+  machine agent (`emp machine up` with 2 fake GPUs: a ComfyUI and a worker per GPU, supervised),
+  takes a txt2img job (KSampler progress, its PNG stored under
+  ``<state_dir>/demo/<namespace>/outputs``), an image edit, and a workflow ComfyUI refuses (HTTP
+  400: failed as malformed, no retry).
 
 Then it prints a summary and shuts everything down in order: workers get SIGTERM (they drain),
-then the stand-in ComfyUI stops, the local redis-server last. Ctrl-C at any time does the same clean shutdown.
+the machine agent drains its workers and stops its ComfyUIs, the local redis-server stops last. Ctrl-C at any time does the same clean shutdown.
 
 ``--smoke`` (automatic when stdin is not a terminal) runs without the live screen, prints a plain
 progress line at most once a second, and exits 0 only when every job reached its expected state
@@ -36,6 +37,7 @@ import logging
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,12 +52,15 @@ from rich.live import Live
 from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
 from emp.demo_fleet import (
+    COMFYUI_KIND,
+    MACHINE_GPUS,
     WORKER_DRAIN_S,
     WORKER_KINDS,
     DemoWorker,
     demo_fleet,
     demo_jobs,
     expected_rows,
+    machine_toml,
     worker_argv,
 )
 from emp.demo_view import (
@@ -76,7 +81,8 @@ from emp.redis.calls import Calls
 from emp.redis.client import connect
 from emp.redis.embedded import EmbeddedRedis, read_live_url
 from emp.redis.streams import StreamGap, read_after
-from emp.stand_ins import StandIn, fakes_available
+from emp.stand_ins import ROOT as STAND_INS_ROOT
+from emp.stand_ins import fakes_available
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +104,8 @@ STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
 
 LIVE_PACE = 2.0
 """The live screen stretches job steps by this, so a person can follow them (~15 s in all)."""
+
+MACHINE_EVENTS_SHOWN = frozenset({"machine_ready", "machine_failed", "machine_shutdown"})
 
 COMFYUI_STEP_MS = 20.0
 """The stand-in ComfyUI's KSampler time per step (the txt2img job has 20 steps)."""
@@ -140,7 +148,6 @@ class Demo:
     procs: list[WorkerProcess] = field(default_factory=list)
     interrupted: bool = False
     force: bool = False
-    comfyui: StandIn | None = None
 
     def __post_init__(self) -> None:
         self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
@@ -200,13 +207,18 @@ class Demo:
     async def _main(self) -> None:
         await library.ensure_loaded(self.client)
         self._say(f"emp demo: namespace {self.namespace}, redis {redacted_url(self.url)}, logs in {self.log_dir}")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        last = await self.client.xrevrange(self.calls.keys.events, "+", "-", count=1)
+        before_start = str(last[0][0]) if last else "0-0"
         if self.with_comfyui:
-            await self._start_comfyui()
+            await self._start_machine()
         else:
             self._say("no stand-in ComfyUI here (tests/fakes is not installed): simulated workers only")
         self._start_workers()
         if not await self._wait_registered():
             return
+        if self.with_comfyui:
+            await self._machine_ready(before_start)
         snap = await self.calls.snapshot(max_active=10, max_workers=100, max_recent=1)
         self.last_id = str(snap.get("stream_id") or "0-0")
         await self._submit()
@@ -239,26 +251,45 @@ class Demo:
 
     # -- workers ----------------------------------------------------------------------------------
 
-    async def _start_comfyui(self) -> None:
-        """The fake ComfyUI of tests/fakes, standing in for a real one (same protocol, no GPU)."""
+    async def _start_machine(self) -> None:
+        """`emp machine up --gpus 2`: a GPU box with a stand-in ComfyUI (the fake of tests/fakes)
+        and a worker per fake GPU, supervised by the machine agent, as on a rented box."""
         step_ms = COMFYUI_STEP_MS * (1.0 if self.smoke else LIVE_PACE)
-        self.comfyui = StandIn(
-            "comfyui",
-            "--step-ms",
-            f"{step_ms:g}",
-            "--output-dir",
-            str(self.log_dir / "comfyui-output"),
-            log_path=self.log_dir / "comfyui.log",
+        config = self.log_dir / "machine.toml"
+        config.write_text(
+            machine_toml(
+                machine_id=f"demo-box-{self.namespace}",
+                gpus=MACHINE_GPUS,
+                base_port=_free_port_pair(),
+                step_ms=step_ms,
+                comfyui_out=self.log_dir / "comfyui-output",
+                root=STAND_INS_ROOT,
+            ),
+            encoding="utf-8",
         )
-        await anyio.to_thread.run_sync(self.comfyui.start)
-        self._say(f"stand-in ComfyUI (tests/fakes) at {self.comfyui.url}; job outputs go to {self.output_dir}")
+        env = self._child_env() | {
+            "EMP_STATE_DIR": str(self.log_dir / "machine-state"),
+            "EMP_OUTPUT_URL": str(self.output_dir),
+        }
+        path = self.log_dir / "machine.log"
+        out = open(path, "ab")  # closed in _shutdown, once the process has exited
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "emp", "machine", "up", "--config", str(config)],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+        box = DemoWorker("gpu-box", COMFYUI_KIND)
+        self.procs.append(WorkerProcess(box, proc, path, out))
+        self._say(
+            f"machine agent: emp machine up, {MACHINE_GPUS} fake GPUs, a stand-in ComfyUI and a worker per GPU "
+            f"(log {path}); job outputs go to {self.output_dir}"
+        )
 
-    @property
-    def output_dir(self) -> Path:
-        return self.log_dir / "outputs"
-
-    def _start_workers(self) -> None:
-        self.log_dir.mkdir(parents=True, exist_ok=True)
+    def _child_env(self) -> dict[str, str]:
         env = dict(os.environ)
         env.update(
             {
@@ -268,14 +299,23 @@ class Demo:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        return env
+
+    @property
+    def output_dir(self) -> Path:
+        return self.log_dir / "outputs"
+
+    def _start_workers(self) -> None:
+        env = self._child_env()
         for worker in self.fleet:
+            if worker.on_machine:
+                continue  # the machine agent starts these
             path = self.log_dir / f"{worker.name}.log"
             out = open(path, "ab")  # closed in _shutdown, once the process has exited
             # A session of its own: a Ctrl-C in the terminal reaches the demo only, which then
             # stops the workers in order (one SIGTERM each: drain), instead of every process at once.
-            service_url = self.comfyui.url if self.comfyui and worker.kind.connector == "comfyui" else None
             proc = subprocess.Popen(
-                worker_argv(worker, self.namespace, service_url=service_url, output_url=str(self.output_dir)),
+                worker_argv(worker, self.namespace, output_url=str(self.output_dir)),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -288,7 +328,10 @@ class Demo:
 
     async def _wait_registered(self) -> bool:
         want = sum(w.slot_count for w in self.fleet)
-        self._say(f"starting {_plural(len(self.fleet), 'worker process', 'worker processes')} ({want} slots)...")
+        own = [w for w in self.fleet if not w.on_machine]
+        machine = len(self.fleet) - len(own)
+        agent = f" and a machine agent ({_plural(machine, 'GPU worker', 'GPU workers')})" if machine else ""
+        self._say(f"starting {_plural(len(own), 'worker process', 'worker processes')}{agent} ({want} slots)...")
         with anyio.move_on_after(REGISTER_TIMEOUT_S):
             while True:
                 live = await self.calls.live_workers()
@@ -362,6 +405,8 @@ class Demo:
             for ev in events:
                 self.last_id = ev.id
                 apply_event(self.state, _demo_event(ev))
+                if ev.type in MACHINE_EVENTS_SHOWN:
+                    self._machine_event(ev)
             self._check_done()
 
     async def _resnapshot(self) -> None:
@@ -378,6 +423,30 @@ class Demo:
         self.state.log.append("event stream had a gap: re-snapshotted")
         if self.smoke:
             self._say("event stream had a gap: re-snapshotted")
+
+    async def _machine_ready(self, since: str) -> None:
+        """Wait (briefly) for the box's machine_ready, which may come before the view follows the
+        stream: the workers register first, the agent announces the machine right after."""
+        with anyio.move_on_after(REGISTER_TIMEOUT_S):
+            while True:
+                for ev in await read_after(self.client, self.calls.keys.events, since, block_ms=200):
+                    since = ev.id
+                    if ev.type in MACHINE_EVENTS_SHOWN:
+                        self._machine_event(ev)
+                        return
+
+    def _machine_event(self, ev: Event) -> None:
+        """The demo box's lifecycle, as a line (the live screen's log, or stdout with --smoke)."""
+        data = ev.data
+        if ev.type == "machine_ready":
+            text = f"machine {ev.machine} ready in {data.get('startup_s', 0):.2f} s"
+        elif ev.type == "machine_failed":
+            text = f"machine {ev.machine}: {data.get('process', '')} failed: {data.get('message', '')}"
+        else:
+            text = f"machine {ev.machine}: {ev.type.removeprefix('machine_')} ({data.get('reason', '')})"
+        self.state.log.append(text)
+        if self.smoke:
+            self._say(text)
 
     def _check_done(self) -> None:
         own = self.state.own_jobs()
@@ -417,8 +486,6 @@ class Demo:
                 await self._stop_workers()
             finally:
                 tg.cancel_scope.cancel()
-        if self.comfyui is not None:  # after the workers: a draining job still needs its service
-            await anyio.to_thread.run_sync(self.comfyui.stop)
         for p in self.procs:
             if p.log_file is not None:
                 p.log_file.close()
@@ -449,7 +516,9 @@ class Demo:
         running = [p for p in self.procs if p.proc.poll() is None]
         if not running:
             return
-        self._say(f"stopping {_plural(len(running), 'worker process', 'worker processes')}...")
+        workers = [p for p in running if not p.worker.on_machine]
+        agent = " and the machine agent" if len(workers) < len(running) else ""
+        self._say(f"stopping {_plural(len(workers), 'worker process', 'worker processes')}{agent}...")
         for p in running:
             _signal(p.proc, signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
@@ -471,6 +540,21 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
+
+
+def _free_port_pair() -> int:
+    """A free port whose next port is free too (the two fake GPUs' ComfyUIs)."""
+    for _ in range(50):
+        with socket.socket() as a:
+            a.bind(("127.0.0.1", 0))
+            base = int(a.getsockname()[1])
+        with socket.socket() as b:
+            try:
+                b.bind(("127.0.0.1", base + 1))
+            except OSError:
+                continue
+        return base
+    raise RuntimeError("no two free ports in a row on 127.0.0.1")
 
 
 def _plural(n: int, one: str, many: str) -> str:

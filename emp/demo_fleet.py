@@ -10,6 +10,7 @@ import random
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from emp import defaults
@@ -71,6 +72,11 @@ class DemoWorker:
         return f"demo-{self.name}"
 
     @property
+    def on_machine(self) -> bool:
+        """Started by the demo's machine agent, not by the demo."""
+        return self.kind is COMFYUI_KIND
+
+    @property
     def slot_count(self) -> int:
         return self.kind.concurrency
 
@@ -78,12 +84,15 @@ class DemoWorker:
 COMFYUI_KIND = WorkerKind(
     "comfyui",
     ("comfyui",),
-    {"hardware": {"gpu_model": "rtx4090", "gpu_memory_gb": 24, "ram_gb": 64, "cpu_cores": 16}, "pool": "demo"},
+    {"hardware": {"gpu_model": "NVIDIA GeForce RTX 4090 (fake)", "gpu_memory_gb": 24}, "pool": "demo"},
     concurrency=1,
     connector="comfyui",
 )
-"""A worker driving a (stand-in) ComfyUI through the real ComfyUI connector: one job at a time,
-as on a GPU box. Added to the fleet when the fake ComfyUI of tests/fakes is available."""
+"""The workers of the demo's GPU box: `emp machine up --gpus 2` runs a (stand-in) ComfyUI and one
+of these per fake GPU, driving it through the real ComfyUI connector. The demo does not start
+them itself: the machine agent does. Added when the fake ComfyUI of tests/fakes is available."""
+
+MACHINE_GPUS = 2
 
 COMFYUI_MODEL = "v1-5-pruned-emaonly.safetensors"
 """The checkpoint the demo's txt2img graph loads (the stand-in offers it; so would a stock box)."""
@@ -91,7 +100,7 @@ COMFYUI_MODEL = "v1-5-pruned-emaonly.safetensors"
 
 def demo_fleet(count: int, *, comfyui: bool = False) -> list[DemoWorker]:
     """``count`` simulated worker processes, cycling through the kinds: rtx4090, a6000, cpu,
-    rtx4090-2, ...; with ``comfyui``, one more that drives a ComfyUI."""
+    rtx4090-2, ...; with ``comfyui``, the machine agent's workers (one per fake GPU)."""
     if count < 1:
         raise ValueError("the demo needs at least one worker")
     fleet = []
@@ -100,7 +109,7 @@ def demo_fleet(count: int, *, comfyui: bool = False) -> list[DemoWorker]:
         n = i // len(WORKER_KINDS)
         fleet.append(DemoWorker(kind.name if n == 0 else f"{kind.name}-{n + 1}", kind))
     if comfyui:
-        fleet.append(DemoWorker(COMFYUI_KIND.name, COMFYUI_KIND))
+        fleet += [DemoWorker(f"gpu{i}", COMFYUI_KIND) for i in range(MACHINE_GPUS)]
     return fleet
 
 
@@ -259,6 +268,26 @@ def expected_rows(
             expected, attempt = "unworkable", None
         rows.append(JobRow(job.id, job.label, job.service, job.priority, expected, attempt))
     return rows
+
+
+def machine_toml(*, machine_id: str, gpus: int, base_port: int, step_ms: float, comfyui_out: Path, root: Path) -> str:
+    """The demo box's machine.toml: fake GPUs, the fake ComfyUI of tests/fakes per GPU (on the
+    CPU, as `--cpu` asks), a short drain and frequent reports (so the demo shows them)."""
+    return f"""# written by emp demo
+[machine]
+id = "{machine_id}"
+gpus = "{gpus}"
+health_port = 0
+report_interval_s = 2
+drain_timeout_s = {WORKER_DRAIN_S:g}
+capabilities = {{ pool = "demo" }}
+
+[services.comfyui]
+command = ["{{python}}", "-m", "tests.fakes.comfyui", "--listen", "127.0.0.1", "--port", "{{port}}",
+           "--step-ms", "{step_ms:g}", "--output-dir", "{comfyui_out}/gpu{{gpu}}"]
+cwd = "{root}"
+base_port = {base_port}
+"""
 
 
 def worker_argv(

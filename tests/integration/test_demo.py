@@ -101,11 +101,12 @@ def check_output(proc: subprocess.CompletedProcess[str]) -> str:
     assert "\x1b[" not in out
     namespace = re.search(r"namespace (demo[0-9a-f]+)", out)
     assert namespace is not None, out
-    # Every worker process has exited, and so has the stand-in ComfyUI.
+    # The machine agent came up with its two GPU workers.
+    assert re.search(rf"machine demo-box-{namespace.group(1)} ready in [\d.]+ s", out), out
+    # Every worker process has exited, and so have the machine agent and its stand-in ComfyUIs.
     assert processes_with(f"--namespace {namespace.group(1)} worker") == []
-    stand_in = re.search(r"stand-in ComfyUI \(tests/fakes\) at http://127\.0\.0\.1:(\d+)", out)
-    assert stand_in is not None, out
-    assert processes_with(f"tests.fakes.comfyui --port {stand_in.group(1)}") == []
+    assert processes_with(f"demo/{namespace.group(1)}/machine.toml") == []
+    assert processes_with(f"demo/{namespace.group(1)}/comfyui-output") == []
     return namespace.group(1)
 
 
@@ -115,7 +116,7 @@ def test_demo_smoke_with_its_own_redis(tmp_path: Path) -> None:
     # The local redis-server kept its data under the state dir and was stopped (URL file removed).
     assert (tmp_path / "redis").is_dir()
     assert not (tmp_path / "redis.url").exists()
-    assert "stopping 4 worker processes" in proc.stdout
+    assert "stopping 3 worker processes and the machine agent" in proc.stdout
 
 
 def test_demo_smoke_against_a_given_redis(tmp_path: Path, redis_url: str) -> None:
@@ -135,6 +136,7 @@ def test_demo_smoke_against_a_given_redis(tmp_path: Path, redis_url: str) -> Non
         result = json.loads(client.hget(keys.job("comfy-txt2img"), "result") or "{}")
         [output] = result["outputs"]
         stored = Path(output["url"].removeprefix("file://"))
+        assert client.hget(keys.job("comfy-txt2img"), "machine_id") == f"demo-box-{namespace}"
         assert stored.is_relative_to(tmp_path / "demo" / namespace / "outputs" / "comfy-txt2img" / "1")
         assert hashlib.sha256(stored.read_bytes()).hexdigest() == output["sha256"]
         assert client.zcard(keys.workers) == 0  # every worker went offline

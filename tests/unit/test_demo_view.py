@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from rich.console import Console, RenderableType
 
@@ -257,12 +258,25 @@ def test_demo_comfyui_jobs_need_the_comfyui_worker() -> None:
     assert not [j for j in demo_jobs(1_700_000_000_000) if j.service == "comfyui"]
     wires = [parse_submission({"id": j.id, **j.submission}).to_wire() for j in jobs]
     fleet = demo_fleet(3, comfyui=True)
-    assert [w.worker_id for w in fleet][-1] == "demo-comfyui"
+    assert [w.name for w in fleet if w.on_machine] == ["gpu0", "gpu1"]
     rows = {r.id: r.expectation() for r in expected_rows(jobs, wires, fleet)}
     assert (rows["comfy-txt2img"], rows["comfy-invalid"]) == ("completed", "failed")
     without = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(3))}
     assert without["comfy-txt2img"] == "unworkable"
-    argv = worker_argv(fleet[-1], "ns", service_url="http://127.0.0.1:9", output_url="/tmp/o")
-    assert argv[argv.index("--connector") + 1] == "comfyui"
-    assert argv[argv.index("--service-url") + 1] == "http://127.0.0.1:9"
+    argv = worker_argv(fleet[0], "ns", output_url="/tmp/o")
+    assert argv[argv.index("--connector") + 1] == "simulation"
     assert argv[argv.index("--output-url") + 1] == "/tmp/o"
+
+
+def test_demo_machine_toml_loads_as_the_agent_reads_it(tmp_path: Path) -> None:
+    from emp.agent.config import load_machine_config
+    from emp.demo_fleet import machine_toml
+
+    f = tmp_path / "machine.toml"
+    f.write_text(
+        machine_toml(machine_id="box", gpus=2, base_port=20000, step_ms=20, comfyui_out=tmp_path, root=tmp_path)
+    )
+    cfg = load_machine_config(f, environ={})
+    [comfy] = cfg.services
+    assert (cfg.machine_id, cfg.gpus, cfg.health_port, comfy.base_port) == ("box", "2", 0, 20000)
+    assert comfy.command[:3] == ("{python}", "-m", "tests.fakes.comfyui") and comfy.cwd == tmp_path
