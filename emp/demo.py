@@ -18,7 +18,8 @@ stream until each one reached the state it was meant to reach:
   400: failed as malformed, no retry).
 
 Then it prints a summary and shuts everything down in order: workers get SIGTERM (they drain),
-the machine agent drains its workers and stops its ComfyUIs, the local redis-server stops last. Ctrl-C at any time does the same clean shutdown.
+the machine agent drains its workers and stops its ComfyUIs, the local redis-server stops last.
+Ctrl-C at any time does the same clean shutdown.
 
 ``--smoke`` (automatic when stdin is not a terminal) runs without the live screen, prints a plain
 progress line at most once a second, and exits 0 only when every job reached its expected state

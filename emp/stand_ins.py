@@ -5,8 +5,9 @@ they are checked against captured traffic of the real services. A checkout (``ma
 editable install) has them; an installed wheel does not, and then :func:`fakes_available` is
 False and callers say so (the demo then runs its simulated fleet only).
 
-Each fake runs as a child process on a free loopback port, dies with its parent
-(PR_SET_PDEATHSIG), and writes its log to a file the caller chooses.
+Each fake runs as a child process on a free loopback port, in a process group of its own, dies
+with its parent (PR_SET_PDEATHSIG), and writes its log to a file the caller chooses. The tests
+start their fakes with the same class (tests.fakes.process.FakeService).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
-from emp._process import die_with_parent
+from emp import _process
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES_DIR = ROOT / "tests" / "fakes"
@@ -34,7 +36,8 @@ def fakes_available(name: str = "comfyui") -> bool:
     return (FAKES_DIR / f"{name}.py").is_file()
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
@@ -42,22 +45,40 @@ def _free_port() -> int:
 
 
 class StandIn:
-    """One fake service process: ``python -m tests.fakes.<name> --port P <args>``."""
+    """One fake service process: ``python -m tests.fakes.<name> --port P <args>``.
 
-    def __init__(self, name: str, *args: str, log_path: Path, port: int | None = None) -> None:
+    The port stays the same across a stop and a new :meth:`start`. Without ``log_path`` the
+    fake's log is dropped. ``die_with_parent=False`` for callers that may start it from a
+    short-lived thread (``anyio.to_thread``): Linux signals the child when the *thread* that
+    started it ends, not only the process.
+    """
+
+    start_timeout_s = START_TIMEOUT_S
+
+    def __init__(
+        self,
+        name: str,
+        *args: str,
+        log_path: Path | None = None,
+        port: int | None = None,
+        die_with_parent: bool = True,
+    ) -> None:
         if not fakes_available(name):
             raise FileNotFoundError(f"no stand-in for {name}: {FAKES_DIR / (name + '.py')} is not there")
         self.name = name
         self.args = list(args)
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
+        self.die_with_parent = die_with_parent
         self.proc: subprocess.Popen[str] | None = None
 
-    def start(self) -> StandIn:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+    def start(self) -> Self:
+        """Start the fake and wait for its READY line; RuntimeError if it exits or is not ready in time."""
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", f"tests.fakes.{self.name}", "--port", str(self.port), *self.args],
                 cwd=ROOT,
@@ -67,34 +88,42 @@ class StandIn:
                 stdin=subprocess.DEVNULL,
                 text=True,
                 start_new_session=True,  # Ctrl-C in the terminal goes to emp, which stops us in order
-                preexec_fn=die_with_parent,
+                preexec_fn=_process.die_with_parent if self.die_with_parent else None,
             )
         assert self.proc.stdout is not None
-        deadline = time.monotonic() + START_TIMEOUT_S
+        see = f"; see {self.log_path}" if self.log_path is not None else ""
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
+            line = self.proc.stdout.readline()  # the fake prints READY promptly or exits
             if not line:
-                raise RuntimeError(f"stand-in {self.name} exited before it was ready; see {self.log_path}")
+                raise RuntimeError(f"stand-in {self.name} exited before it was ready (rc={self.proc.poll()}){see}")
             if line.startswith(READY_PREFIX):
                 return self
         self.stop()
-        raise RuntimeError(f"stand-in {self.name} not ready within {START_TIMEOUT_S:g} s; see {self.log_path}")
+        raise RuntimeError(f"stand-in {self.name} not ready within {self.start_timeout_s:g} s{see}")
 
     def stop(self) -> None:
+        """SIGTERM, then :meth:`kill` if it is not gone within STOP_TIMEOUT_S."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        """SIGKILL to its process group (a crash), and wait until it is gone."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
         if proc.stdout is not None:
             proc.stdout.close()
 
-    def __enter__(self) -> StandIn:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:

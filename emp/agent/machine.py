@@ -200,6 +200,7 @@ class MachineAgent:
                 tg.start_soon(one, name)
         if self._stop.is_set():
             return
+        await self._read_worker_states()  # /ready answers from these: fresh before "ready" is said
         failed = [s.name for s in supervisor.status() if s.state == ProcState.FATAL]
         ready = [w.name for w in self.workers if supervisor.get(w.name).state == ProcState.RUNNING]
         if not ready:
@@ -316,14 +317,17 @@ class MachineAgent:
             return None
         return self.supervisor.tail(name, lines)
 
+    async def _read_worker_states(self) -> None:
+        states: dict[str, str] = {}
+        for w in self.workers:
+            for wid in w.slot_ids:
+                with contextlib.suppress(Exception):
+                    states[wid] = str(await self.client.hget(self.calls.keys.worker(wid), "status") or "absent")
+        self.worker_states = states
+
     async def _poll_workers(self) -> None:
         while True:
-            states: dict[str, str] = {}
-            for w in self.workers:
-                for wid in w.slot_ids:
-                    with contextlib.suppress(Exception):
-                        states[wid] = str(await self.client.hget(self.calls.keys.worker(wid), "status") or "absent")
-            self.worker_states = states
+            await self._read_worker_states()
             await anyio.sleep(WORKER_POLL_S)
 
     def ready(self) -> bool:

@@ -397,7 +397,9 @@ class Calls:
         capabilities: dict[str, Any],
         wake_token: str,
         worker_ttl_ms: int,
+        paused: bool = False,
     ) -> None:
+        """Register (again); ``paused``: its service is not up yet (status 'paused', not 'idle')."""
         await self._fcall(
             "emp_register_worker",
             [self.keys.worker(worker_id)],
@@ -408,6 +410,7 @@ class Calls:
             json.dumps(capabilities, separators=(",", ":")),
             wake_token,
             worker_ttl_ms,
+            "paused" if paused else "idle",
         )
 
     async def worker_offline(self, worker_id: str, reason: str) -> bool:

@@ -323,6 +323,7 @@ class Worker:
             self.caps,
             self.wake_token,
             self.worker_ttl_ms,
+            paused=not self.services_ready(),
         )
         slot.needs_register = False
 

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx
 import pytest
-from aiohttp import web
 
-from emp.storage import FileStorage, OutputSink
+from emp.storage import FileStorage
 from emp.worker.connectors.a1111 import A1111Connector
-from emp.worker.connectors.base import ConnectorError, JobContext
+from emp.worker.connectors.base import ConnectorError
+from tests.connectors.helpers import (
+    cancel_once_progressing,
+    errors_after,
+    fake_fixture,
+    make_ctx,
+    stats,
+    stats_if,
+)
 from tests.fakes import a1111 as fake_a1111
 from tests.fakes.process import FakeService
+from tests.fakes.serving import served
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio
@@ -26,38 +32,11 @@ pytestmark = pytest.mark.anyio
 STEP_MS = "5"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.values: list[tuple[float, str]] = []
-
-    async def __call__(self, percent: float, message: str) -> None:
-        self.values.append((percent, message))
-
-    @property
-    def percents(self) -> list[float]:
-        return [p for p, _ in self.values]
-
-
-def make_ctx(payload: dict[str, Any], tmp_path: Path, job_id: str = "job1") -> tuple[JobContext, Recorder]:
-    recorder = Recorder()
-    sink = OutputSink(FileStorage(tmp_path), job_id, 1)
-    return JobContext(job_id=job_id, attempt=1, payload=payload, progress=recorder, outputs=sink), recorder
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeService]:
-    with FakeService("a1111", "--step-ms", STEP_MS) as service:
-        yield service
+fake = fake_fixture("a1111", "--step-ms", STEP_MS)
 
 
 def connect(url: str, **options: Any) -> A1111Connector:
     return A1111Connector.from_config(url, {"poll_interval_s": 0.01, **options})
-
-
-async def stats(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        body: dict[str, Any] = (await client.get(f"{url}/fake/stats")).json()
-        return body
 
 
 async def test_txt2img_stores_images_and_reports_progress(fake: FakeService, tmp_path: Path) -> None:
@@ -151,23 +130,10 @@ async def test_cancel_interrupts_the_generation(fake: FakeService, tmp_path: Pat
     connector = connect(fake.url)
     ctx, recorder = make_ctx(fake_a1111.payload_slow(2000), tmp_path)  # ~10 s unless interrupted
     before = await stats(fake.url)
-    outcome: list[str] = []
-
-    async def job() -> None:
-        try:
-            await connector.run(ctx)
-            outcome.append("returned")
-        except anyio.get_cancelled_exc_class():
-            outcome.append("cancelled")
-            raise
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(job)
-            await wait_for(lambda: _async(any(0 < p < 100 for p in recorder.percents)), what="progress")
-            tg.cancel_scope.cancel()
+        outcome = await cancel_once_progressing(connector, ctx, recorder)
         after = await wait_for(
-            lambda: _stats_if(fake.url, lambda s: s["interrupted_jobs"] > before["interrupted_jobs"]),
+            lambda: stats_if(fake.url, lambda s: s["interrupted_jobs"] > before["interrupted_jobs"]),
             what="the fake to end the generation early",
         )
     finally:
@@ -181,20 +147,13 @@ async def test_cancel_interrupts_the_generation(fake: FakeService, tmp_path: Pat
 async def test_an_interrupt_from_someone_else_fails_the_job_transiently(fake: FakeService, tmp_path: Path) -> None:
     connector = connect(fake.url)
     ctx, recorder = make_ctx(fake_a1111.payload_slow(2000), tmp_path)
-    error: list[ConnectorError] = []
 
-    async def job() -> None:
-        try:
-            await connector.run(ctx)
-        except ConnectorError as exc:
-            error.append(exc)
+    async def press_interrupt() -> None:  # as an operator would
+        async with httpx.AsyncClient(trust_env=False) as client:
+            assert (await client.post(f"{fake.url}/sdapi/v1/interrupt")).json() == {}
 
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(job)
-            await wait_for(lambda: _async(any(0 < p < 100 for p in recorder.percents)), what="progress")
-            async with httpx.AsyncClient(trust_env=False) as client:  # an operator presses Interrupt
-                assert (await client.post(f"{fake.url}/sdapi/v1/interrupt")).json() == {}
+        error = await errors_after(connector, ctx, recorder, press_interrupt)
     finally:
         await connector.aclose()
     assert [e.failure_class for e in error] == ["transient"]
@@ -219,7 +178,7 @@ async def test_a_failing_progress_callback_stops_the_generation(fake: FakeServic
     finally:
         await connector.aclose()
     after = await wait_for(
-        lambda: _stats_if(fake.url, lambda s: s["interrupted_jobs"] > before["interrupted_jobs"]),
+        lambda: stats_if(fake.url, lambda s: s["interrupted_jobs"] > before["interrupted_jobs"]),
         what="the fake to end the generation early",
     )
     assert after["interrupts"] == before["interrupts"] + 1
@@ -236,23 +195,9 @@ async def test_health_and_models(fake: FakeService) -> None:
     assert models == ["v1-5-pruned-emaonly", "sd_xl_base_1.0"]
 
 
-@asynccontextmanager
-async def in_process(app: web.Application) -> AsyncIterator[str]:
-    """The fake's app served in this event loop on an ephemeral port (for tests that never kill it)."""
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
-
-
 async def test_api_auth(tmp_path: Path) -> None:
     fake = fake_a1111.FakeA1111(step_ms=1, api_auth=("emp", "secret"))
-    async with in_process(fake.app()) as url:
+    async with served(fake.app()) as url:  # in this event loop: this test never kills it
         good = connect(url, username="emp", password="secret")
         bad = connect(url)
         try:
@@ -272,18 +217,7 @@ async def test_service_killed_mid_job_then_restarted(fake: FakeService, tmp_path
     connector = connect(service.url)
     try:
         ctx, recorder = make_ctx(fake_a1111.payload_slow(2000), tmp_path)
-        error: list[ConnectorError] = []
-
-        async def job() -> None:
-            try:
-                await connector.run(ctx)
-            except ConnectorError as exc:
-                error.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(job)
-            await wait_for(lambda: _async(any(0 < p < 100 for p in recorder.percents)), what="progress")
-            await anyio.to_thread.run_sync(service.kill)
+        error = await errors_after(connector, ctx, recorder, lambda: anyio.to_thread.run_sync(service.kill))
         assert [e.failure_class for e in error] == ["service_unavailable"]
         assert (await connector.health()).state == "offline"
         with pytest.raises(ConnectorError) as info:
@@ -315,15 +249,6 @@ def test_from_config_validates_options() -> None:
     with pytest.raises(ValueError, match="^url:"):
         A1111Connector.from_config("localhost:7860", {})
     assert "secret" not in repr(A1111Connector.from_config(None, {"username": "u", "password": "secret"}).settings)
-
-
-async def _async(value: Any) -> Any:
-    return value
-
-
-async def _stats_if(url: str, predicate: Any) -> dict[str, Any] | None:
-    current = await stats(url)
-    return current if predicate(current) else None
 
 
 def test_fake_payload_helpers_are_json() -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
-from emp.storage import FileStorage, OutputSink
-from emp.worker.connectors.base import ConnectorError, JobContext
+from emp.worker.connectors.base import ConnectorError
 from emp.worker.connectors.ollama import OllamaConnector
+from tests.connectors.helpers import (
+    Recorder,
+    cancel_once_progressing,
+    errors_after,
+    fake_fixture,
+    make_ctx,
+    stats,
+    stats_if,
+)
 from tests.fakes import ollama as fake_ollama
 from tests.fakes.process import FakeService
 from tests.polling import wait_for
@@ -22,34 +28,7 @@ pytestmark = pytest.mark.anyio
 TOKEN_MS = "5"
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.values: list[tuple[float, str]] = []
-
-    async def __call__(self, percent: float, message: str) -> None:
-        self.values.append((percent, message))
-
-    @property
-    def percents(self) -> list[float]:
-        return [p for p, _ in self.values]
-
-
-def make_ctx(payload: dict[str, Any], tmp_path: Path, job_id: str = "job1") -> tuple[JobContext, Recorder]:
-    recorder = Recorder()
-    sink = OutputSink(FileStorage(tmp_path), job_id, 1)
-    return JobContext(job_id=job_id, attempt=1, payload=payload, progress=recorder, outputs=sink), recorder
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeService]:
-    with FakeService("ollama", "--token-ms", TOKEN_MS) as service:
-        yield service
-
-
-async def stats(url: str) -> dict[str, Any]:
-    async with httpx.AsyncClient(trust_env=False) as client:
-        body: dict[str, Any] = (await client.get(f"{url}/fake/stats")).json()
-        return body
+fake = fake_fixture("ollama", "--token-ms", TOKEN_MS)
 
 
 async def run_job(url: str, payload: dict[str, Any], tmp_path: Path, **options: Any) -> tuple[Any, Recorder]:
@@ -143,23 +122,10 @@ async def test_cancel_closes_the_stream(fake: FakeService, tmp_path: Path) -> No
     connector = OllamaConnector.from_config(fake.url, {})
     ctx, recorder = make_ctx(fake_ollama.payload_slow(2000), tmp_path)  # ~10 s unless cancelled
     before = await stats(fake.url)
-    outcome: list[str] = []
-
-    async def job() -> None:
-        try:
-            await connector.run(ctx)
-            outcome.append("returned")
-        except anyio.get_cancelled_exc_class():
-            outcome.append("cancelled")
-            raise
-
     try:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(job)
-            await wait_for(lambda: _async(any(0 < p < 100 for p in recorder.percents)), what="progress")
-            tg.cancel_scope.cancel()
+        outcome = await cancel_once_progressing(connector, ctx, recorder)
         after = await wait_for(
-            lambda: _stats_if(fake.url, lambda s: s["disconnects"] > before["disconnects"]),
+            lambda: stats_if(fake.url, lambda s: s["disconnects"] > before["disconnects"]),
             what="the fake to see the client disconnect",
         )
     finally:
@@ -184,18 +150,7 @@ async def test_service_killed_mid_stream_then_restarted(fake: FakeService, tmp_p
     connector = OllamaConnector.from_config(service.url, {})
     try:
         ctx, recorder = make_ctx(fake_ollama.payload_slow(2000), tmp_path)
-        error: list[ConnectorError] = []
-
-        async def job() -> None:
-            try:
-                await connector.run(ctx)
-            except ConnectorError as exc:
-                error.append(exc)
-
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(job)
-            await wait_for(lambda: _async(any(0 < p < 100 for p in recorder.percents)), what="progress")
-            await anyio.to_thread.run_sync(service.kill)
+        error = await errors_after(connector, ctx, recorder, lambda: anyio.to_thread.run_sync(service.kill))
         assert [e.failure_class for e in error] == ["service_unavailable"], error
         assert (await connector.health()).state == "offline"
         refused = await fails(service.url, fake_ollama.payload_ok(), tmp_path)
@@ -225,12 +180,3 @@ def test_from_config_validates_options() -> None:
         OllamaConnector.from_config(None, {"default_model": ""})
     with pytest.raises(ValueError, match="^url:"):
         OllamaConnector.from_config("ftp://x", {})
-
-
-async def _async(value: Any) -> Any:
-    return value
-
-
-async def _stats_if(url: str, predicate: Any) -> dict[str, Any] | None:
-    current = await stats(url)
-    return current if predicate(current) else None

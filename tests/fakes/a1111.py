@@ -41,7 +41,6 @@ import base64
 import binascii
 import json
 import random
-import signal
 import struct
 import time
 import zlib
@@ -50,6 +49,8 @@ from datetime import datetime
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.serving import run_app
 
 DEFAULT_MODELS = "v1-5-pruned-emaonly,sd_xl_base_1.0"
 DEFAULT_VRAM_PIXELS = 2048 * 2048
@@ -609,19 +610,6 @@ def _colour(seed: int) -> tuple[int, int, int]:
 # -- process entry point -----------------------------------------------------------------------------
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"READY http://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fake A1111 API")
     parser.add_argument("--host", default="127.0.0.1")
@@ -638,7 +626,7 @@ def main(argv: list[str] | None = None) -> None:
         vram_pixels=args.vram_pixels,
         api_auth=auth,
     )
-    asyncio.run(serve(fake.app(), args.host, args.port))
+    run_app(fake.app(), args.host, args.port)
 
 
 if __name__ == "__main__":

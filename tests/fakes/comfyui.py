@@ -87,7 +87,6 @@ import json
 import mimetypes
 import os
 import random
-import signal
 import struct
 import sys
 import tempfile
@@ -100,6 +99,7 @@ from aiohttp import web
 from . import comfyui_exec as engine
 from . import comfyui_images as img
 from .comfyui_nodes import NODE_CLASSES, InterruptProcessingException
+from .serving import ready_until_stopped
 
 VERSION = "0.8.0"
 DEFAULT_MODELS = ("v1-5-pruned-emaonly.safetensors",)
@@ -739,12 +739,7 @@ def main(argv: list[str] | None = None) -> None:
 
     async def serve() -> None:
         server = await FakeComfyUI(**options).start()
-        print(f"READY {server.url}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await ready_until_stopped(server.url)
         await server.stop()
 
     asyncio.run(serve())

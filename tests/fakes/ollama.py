@@ -40,13 +40,14 @@ import argparse
 import asyncio
 import hashlib
 import json
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.serving import run_app
 
 DEFAULT_MODELS = "llama3.2:1b,qwen2.5:0.5b"
 DEFAULT_MODEL = "llama3.2:1b"
@@ -372,19 +373,6 @@ async def _json_body(request: web.Request) -> Any:
 # -- process entry point -----------------------------------------------------------------------------
 
 
-async def serve(app: web.Application, host: str, port: int) -> None:
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"READY http://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="fake Ollama API")
     parser.add_argument("--host", default="127.0.0.1")
@@ -393,7 +381,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=DEFAULT_MODELS)
     args = parser.parse_args(argv)
     fake = FakeOllama(token_ms=args.token_ms, models=[m for m in args.models.split(",") if m])
-    asyncio.run(serve(fake.app(), args.host, args.port))
+    run_app(fake.app(), args.host, args.port)
 
 
 if __name__ == "__main__":

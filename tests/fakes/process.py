@@ -1,87 +1,36 @@
-"""Run a fake service as a child process on a fixed loopback port: start, kill, restart."""
+"""Run a fake service as a child process on a fixed loopback port: start, kill, restart.
+
+The process handling is emp.stand_ins.StandIn's (the demo starts the same fakes the same way).
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
-READY_PREFIX = "READY "
+from emp.stand_ins import StandIn, free_port
+
+__all__ = ["FakeService", "free_port"]
+
 START_TIMEOUT_S = 20.0
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class FakeService:
+class FakeService(StandIn):
     """``python -m tests.fakes.<module> --port <port> <args>``; ``url`` once started.
 
-    The port stays the same across :meth:`restart`, as a supervised service's would.
+    The port stays the same across :meth:`restart`, as a supervised service's would. The log goes
+    to ``<log_dir>/<module>-<port>.log`` when ``log_dir`` is given.
     """
 
+    start_timeout_s = START_TIMEOUT_S
+
     def __init__(self, module: str, *args: str, port: int | None = None, log_dir: Path | None = None) -> None:
-        self.module = module
-        self.args = list(args)
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_dir = log_dir
-        self.proc: subprocess.Popen[str] | None = None
+        port = port or free_port()
+        log_path = log_dir / f"{module}-{port}.log" if log_dir is not None else None
+        # Tests start fakes from anyio worker threads, which end while the fake must live on.
+        super().__init__(module, *args, log_path=log_path, port=port, die_with_parent=False)
 
-    def start(self) -> FakeService:
-        cmd = [sys.executable, "-m", f"tests.fakes.{self.module}", "--port", str(self.port), *self.args]
-        stderr = open(self.log_dir / f"{self.module}-{self.port}.log", "a") if self.log_dir else subprocess.DEVNULL  # noqa: SIM115
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=stderr, text=True, cwd=ROOT, env=env, start_new_session=True
-        )
-        if stderr is not subprocess.DEVNULL:
-            stderr.close()  # type: ignore[union-attr]
-        deadline = time.monotonic() + START_TIMEOUT_S
-        assert self.proc.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()  # the fake prints READY promptly or exits
-            if not line:
-                raise RuntimeError(f"fake {self.module} exited before it was ready (rc={self.proc.poll()})")
-            if line.startswith(READY_PREFIX):
-                return self
-        self.kill()
-        raise RuntimeError(f"fake {self.module} not ready within {START_TIMEOUT_S:g} s")
-
-    def kill(self) -> None:
-        """SIGKILL (a crash), and wait until it is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-    def stop(self) -> None:
-        """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()
-
-    def restart(self) -> FakeService:
+    def restart(self) -> Self:
+        """A crash and a restart on the same port."""
         self.kill()
         return self.start()
-
-    def __enter__(self) -> FakeService:
-        return self.start()
-
-    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
-        self.stop()

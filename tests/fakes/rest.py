@@ -40,12 +40,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import signal
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.serving import run_app
 
 DEFAULT_STEP_MS = 20
 MODELS = ["fake-rest-small", "fake-rest-large"]
@@ -152,6 +153,14 @@ async def _payload(request: web.Request) -> dict[str, Any]:
     return payload
 
 
+async def _accept(request: web.Request) -> tuple[State, dict[str, Any], web.Response | None]:
+    """A run counted: the state, the payload, and the answer of a payload that fails at once."""
+    state = request.app[STATE]
+    payload = await _payload(request)
+    state.runs += 1
+    return state, payload, _early_answer(payload)
+
+
 def _early_answer(payload: dict[str, Any]) -> web.Response | None:
     fail = payload.get("fail")
     if fail == "bad_request":
@@ -164,10 +173,7 @@ def _early_answer(payload: dict[str, Any]) -> web.Response | None:
 
 
 async def run_sync(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    payload = await _payload(request)
-    state.runs += 1
-    early = _early_answer(payload)
+    state, payload, early = await _accept(request)
     if early is not None:
         return early
     steps, step_s = _steps(payload, state)
@@ -218,10 +224,7 @@ async def _work(job: FakeJob, steps: int, step_s: float) -> None:
 
 
 async def submit_async(request: web.Request) -> web.Response:
-    state = request.app[STATE]
-    payload = await _payload(request)
-    state.runs += 1
-    early = _early_answer(payload)
+    state, payload, early = await _accept(request)
     if early is not None:
         return early
     steps, step_s = _steps(payload, state)
@@ -292,26 +295,13 @@ def make_app(step_ms: int = DEFAULT_STEP_MS) -> web.Application:
     return app
 
 
-async def serve(host: str, port: int, step_ms: int) -> None:
-    runner = web.AppRunner(make_app(step_ms))
-    await runner.setup()
-    await web.TCPSite(runner, host, port).start()
-    print(f"READY http://{host}:{port}", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await runner.cleanup()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--step-ms", type=int, default=DEFAULT_STEP_MS)
     args = parser.parse_args()
-    asyncio.run(serve(args.host, args.port, args.step_ms))
+    run_app(make_app(args.step_ms), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -116,3 +116,18 @@ async def test_a_worker_that_can_run_unworkable_jobs_revives_them_when_it_regist
     assert [e["job"] for e in await events(calls, "job_requeued")] == ["u1", "u2"]
     got = await claim(calls, "big")
     assert isinstance(got, ClaimedJob) and got.id == "u1"
+
+
+async def test_a_worker_whose_service_is_not_up_registers_paused(calls: Calls) -> None:
+    """It is live (its capabilities count) but not seen as taking jobs, and not woken, until
+    its first claim once the service is up."""
+    caps = {"services": [SERVICE]}
+    await calls.register_worker("w", "m1", [SERVICE], caps, "tok", 30_000, paused=True)
+    assert (await calls.client.hget(calls.keys.worker("w"), "status")) == "paused"
+    assert [w.id for w in await calls.live_workers()] == ["w"]
+    await submit(calls, "a")
+    assert await calls.client.llen(calls.keys.wake("tok")) == 0
+    got = await claim(calls, "w")
+    assert getattr(got, "id", None) == "a"
+    await calls.register_worker("w", "m1", [SERVICE], caps, "tok", 30_000)
+    assert (await calls.client.hget(calls.keys.worker("w"), "status")) == "idle"

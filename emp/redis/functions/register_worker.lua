@@ -4,7 +4,9 @@
 
   KEYS[1]  worker:<wid>
   ARGV[1]  P, ARGV[2] wid, ARGV[3] machine_id, ARGV[4] services (comma list), ARGV[5] caps JSON,
-  ARGV[6]  wake token (the worker process blocks on wake:<token>), ARGV[7] worker_ttl_ms
+  ARGV[6]  wake token (the worker process blocks on wake:<token>), ARGV[7] worker_ttl_ms,
+  ARGV[8]  'paused' when its service is not up yet (it registers, so its capabilities count, but
+           is not seen as taking jobs until it claims); anything else: 'idle'
   Reply    {'OK', revived}  revived: unworkable jobs this worker can run, moved back to the queue
   Errors   EMP_INVALID when caps are not a JSON object or services are empty (nothing written)
 ]]
@@ -28,13 +30,15 @@ local function register_worker(keys, args)
     if (type(a) == 'table' and #a > 0) or (type(d) == 'table' and #d > 0) or ca.isolation == 'strict' then cr = '1' end
     if type(a) == 'table' and #a > 0 then allowed = cjson.encode(a) end
   end
+  local status = 'idle'
+  if args[8] == 'paused' then status = 'paused' end
   local now = now_ms()
   local wkey = k_worker(P, wid)
   -- Leave the idle sets of services it no longer serves.
   for _, s in ipairs(split_csv(redis.call('HGET', wkey, 'services'))) do redis.call('ZREM', k_idle(P, s), wid) end
   redis.call('DEL', k_wmatch(P, wid))
   redis.call('HSET', wkey, 'id', wid, 'machine_id', machine or '', 'services', services, 'caps', caps_text,
-    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', 'idle', 'job', '',
+    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', status, 'job', '',
     'registered_at', fmt(now), 'last_seen', fmt(now))
   redis.call('PERSIST', wkey)
   redis.call('ZADD', P .. 'workers', now + ttl, wid)

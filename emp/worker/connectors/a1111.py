@@ -38,7 +38,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import anyio
 
@@ -52,7 +51,8 @@ from emp.worker.connectors.a1111_protocol import (
     result_of,
 )
 from emp.worker.connectors.base import ConnectorError, Health, JobContext, shielded_cleanup
-from emp.worker.connectors.http import HttpService, HttpStatusError, expect_dict
+from emp.worker.connectors.http import HttpService, HttpStatusError, HttpTransportError, expect_dict
+from emp.worker.connectors.options import http_url, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,13 @@ class A1111Settings:
     password: str | None = field(default=None, repr=False)
 
 
-_OPTIONS: dict[str, str] = {
+_EXPECTED: dict[str, str] = {
     "request_timeout_s": "a positive number of seconds",
     "poll_interval_s": "a positive number of seconds",
     "username": "a string",
     "password": "a string",
 }
+"""What each option expects, as error messages say it (numbers > 0, strings not empty)."""
 
 
 class A1111Connector:
@@ -142,8 +143,8 @@ class A1111Connector:
                 answer = response.json() if response.content else None
             except HttpStatusError as exc:
                 error = classify_error(mode, exc.response.status_code, _body_of(exc), exc.failure_class)
-            except ConnectorError as exc:
-                error = await self._refine_transport_error(exc)
+            except HttpTransportError as exc:  # cut off half-way: is A1111 gone?
+                error = await self._http.unavailable_if_gone(exc, "the request", self.health)
             except ValueError:  # not JSON
                 error = ConnectorError("transient", f"{SERVICE} {mode} answered a body that is not JSON")
             tg.cancel_scope.cancel()
@@ -172,12 +173,6 @@ class A1111Connector:
             tracker.after_request(await self._http.get_json(PROGRESS_PATH, timeout_s=POLL_TIMEOUT_S))
         except ConnectorError as exc:  # the answer is in hand; this check is only a refinement
             log.debug("a1111 progress check after the request failed: %s", exc)
-
-    async def _refine_transport_error(self, exc: ConnectorError) -> ConnectorError:
-        """A request cut off half-way (connection reset) is service_unavailable if A1111 is now gone."""
-        if exc.failure_class == "transient" and (await self.health()).state == "offline":
-            return ConnectorError("service_unavailable", f"{SERVICE} went away during the request: {exc}")
-        return exc
 
     async def health(self) -> Health:
         health, body = await self._http.check(PROGRESS_PATH)
@@ -216,26 +211,16 @@ def _body_of(exc: HttpStatusError) -> Any:
 def settings_from_config(url: str | None, options: Mapping[str, Any]) -> A1111Settings:
     """Validated settings. An unknown option or a wrong type is a ValueError whose message starts
     with the key (``poll_interval_s: expected ...``), so the registry can point at it in the file."""
-    kwargs: dict[str, Any] = {"url": check_url(url or DEFAULT_URL)}
-    for key, value in options.items():
-        what = _OPTIONS.get(key)
-        if what is None:
-            raise ValueError(f"{key}: unknown a1111 option (known: {', '.join(sorted(_OPTIONS))})")
-        if what == "a string":
-            if not isinstance(value, str) or not value:
-                raise ValueError(f"{key}: expected {what}, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"{key}: expected {what}, got {value!r}")
-        else:
-            value = float(value)
-        kwargs[key] = value
-    if kwargs.get("password") and not kwargs.get("username"):
+    checked_url = http_url(url or DEFAULT_URL)
+    values = parse_options(
+        options, A1111Settings, label="a1111 option", expected=_EXPECTED, valid=_valid, exclude={"url"}
+    )
+    if values.get("password") and not values.get("username"):
         raise ValueError("password: needs username too (A1111's --api-auth user:password)")
-    return A1111Settings(**kwargs)
+    return A1111Settings(url=checked_url, **values)
 
 
-def check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"url: expected http(s)://host:port, got {url!r}")
-    return url.rstrip("/")
+def _valid(key: str, value: Any) -> bool:
+    """What an option of the right type must also be: a number > 0, a string not empty. (NaN
+    passes, unlike in ollama and rest: kept as it always was here.)"""
+    return bool(value) if isinstance(value, str) else not value <= 0

@@ -74,7 +74,7 @@ import logging
 import mimetypes
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -108,6 +108,7 @@ from emp.worker.connectors.comfyui_payload import (
 from emp.worker.connectors.comfyui_progress import ProgressTracker
 from emp.worker.connectors.comfyui_session import BINARY, LOST, STATUS, PromptWatch, Router, Session
 from emp.worker.connectors.http import HttpService, HttpStatusError, body_sample, parse_json, status_class
+from emp.worker.connectors.options import BadOption, UnknownOption, parse_options
 from emp.worker.connectors.ws import connect_with_retry
 
 log = logging.getLogger(__name__)
@@ -185,37 +186,18 @@ class ComfyUISettings:
         return urlunsplit((scheme, parts.netloc, parts.path.rstrip("/") + "/ws", f"clientId={client_id}", ""))
 
 
-_OPTION_TYPES: dict[str, tuple[type, ...]] = {
-    "url": (str,),
-    "connect_timeout_s": (int, float),
-    "request_timeout_s": (int, float),
-    "download_timeout_s": (int, float),
-    "inactivity_timeout_s": (int, float),
-    "reconnect_timeout_s": (int, float),
-    "recovery_poll_s": (int, float),
-    "download_temp_outputs": (bool,),
-    "allow_partial_outputs": (bool,),
-    "max_input_bytes": (int,),
-    "username": (str,),
-    "password": (str,),
-}
-assert set(_OPTION_TYPES) == {f.name for f in fields(ComfyUISettings)}, "every setting needs its TOML type"
-
-
 def settings_from_options(url: str | None, options: Mapping[str, Any]) -> ComfyUISettings:
     """Validated settings from a TOML table: an unknown key or a wrong type is a ValueError that
-    names the key and what it expects."""
-    values: dict[str, Any] = {}
-    for key, value in options.items():
-        expected = _OPTION_TYPES.get(key)
-        if expected is None:
-            known = ", ".join(sorted(_OPTION_TYPES))
-            raise ValueError(f"comfyui: unknown option {key!r} (known: {known})")
-        if isinstance(value, bool) and bool not in expected or not isinstance(value, expected):
-            what = " or ".join(t.__name__ for t in expected)
-            shown = "" if key == "password" else f" {value!r}"
-            raise ValueError(f"comfyui: option {key!r} must be {what}, got {type(value).__name__}{shown}")
-        values[key] = float(value) if float in expected and isinstance(value, int | float) else value
+    names the key and what it expects. (These messages keep their older "comfyui: option 'key'
+    must be ..." shape rather than starting with the key.)"""
+    try:
+        values = parse_options(options, ComfyUISettings, label="comfyui option", quiet={"password"})
+    except UnknownOption as exc:
+        raise ValueError(f"comfyui: unknown option {exc.key!r} (known: {', '.join(exc.known)})") from None
+    except BadOption as exc:
+        what = " or ".join(t.__name__ for t in exc.accepted)
+        shown = "" if exc.key == "password" else f" {exc.value!r}"
+        raise ValueError(f"comfyui: option {exc.key!r} must be {what}, got {type(exc.value).__name__}{shown}") from None
     if url is not None:
         values["url"] = url
     return ComfyUISettings(**values)

@@ -17,12 +17,15 @@ a 2xx body that is not the JSON we expect       transient (logged with a sample)
 
 A connector refines these where its service says more (an OOM in a 500 body is
 resource_exhausted): it catches :class:`HttpStatusError`, reads ``response``, and raises its own
-:class:`ConnectorError`.
+:class:`ConnectorError`. A transport failure is an :class:`HttpTransportError`; one that cut a
+running request off can be refined with :meth:`HttpService.unavailable_if_gone`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -62,6 +65,15 @@ class HttpStatusError(ConnectorError):
     def __init__(self, failure_class: str, message: str, response: httpx.Response) -> None:
         super().__init__(failure_class, message)
         self.response = response
+
+
+class HttpTransportError(ConnectorError):
+    """No answer: the service was unreachable, stayed silent past the timeout (``timed_out``), or
+    cut the connection."""
+
+    def __init__(self, failure_class: str, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(failure_class, message)
+        self.timed_out = timed_out
 
 
 class HttpService:
@@ -104,34 +116,78 @@ class HttpService:
         timeout_s: float | None = None,
         ok_statuses: frozenset[int] = frozenset(),
     ) -> httpx.Response:
-        """Send one request; raise a classified ConnectorError for transport failures and for
-        error statuses (any status >= 400 not in ``ok_statuses``)."""
+        """Send one request; raise a classified ConnectorError for transport failures
+        (:class:`HttpTransportError`) and for error statuses (:class:`HttpStatusError`: any status
+        >= 400 not in ``ok_statuses``)."""
         kwargs: dict[str, Any] = {"params": params}
-        if json_body is not None:
-            kwargs["json"] = json_body
         if files is not None:
             kwargs["files"] = files
         if data is not None:
             kwargs["data"] = data
-        if timeout_s is not None:
-            kwargs["timeout"] = httpx.Timeout(timeout_s, connect=min(self.connect_timeout_s, timeout_s))
+        kwargs.update(self._options(json_body, timeout_s))
         try:
             response = await self.client.request(method, path, **kwargs)
-        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError, httpx.PoolTimeout) as exc:
-            raise ConnectorError(
-                "service_unavailable", f"{self.service} at {self.base_url} is unreachable: {_describe(exc)}"
-            ) from exc
-        except httpx.TimeoutException as exc:
-            raise ConnectorError("transient", f"{self.service} {method} {path} timed out: {_describe(exc)}") from exc
         except httpx.HTTPError as exc:
-            raise ConnectorError("transient", f"{self.service} {method} {path} failed: {_describe(exc)}") from exc
+            raise self._transport_error(exc, method, path) from exc
+        self._check_status(response, method, path, ok_statuses)
+        return response
+
+    @asynccontextmanager
+    async def stream(
+        self, method: str, path: str, *, json_body: Any = None, timeout_s: float | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """Send one request and yield its response with the body unread (``aiter_lines()``, ...).
+
+        Errors are classified as by :meth:`request`: an error status (its body read, for
+        ``HttpStatusError.response``) before the block runs; a transport failure whether it
+        happens at the start or while the block reads the body. Leaving the block closes the
+        response, which drops the connection if the body was not read to its end."""
+        try:
+            async with self.client.stream(method, path, **self._options(json_body, timeout_s)) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    self._check_status(response, method, path)
+                yield response
+        except httpx.HTTPError as exc:
+            raise self._transport_error(exc, method, path) from exc
+
+    async def unavailable_if_gone(
+        self, exc: ConnectorError, during: str, health: Callable[[], Awaitable[Health]]
+    ) -> ConnectorError:
+        """``exc``, or service_unavailable if it is transient and ``health`` now finds the service
+        offline: a request cut off half-way (connection reset) because the service went away."""
+        if exc.failure_class == "transient" and (await health()).state == "offline":
+            return ConnectorError("service_unavailable", f"{self.service} went away during {during}: {exc}")
+        return exc
+
+    def _options(self, json_body: Any, timeout_s: float | None) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if json_body is not None:
+            kwargs["json"] = json_body
+        if timeout_s is not None:
+            kwargs["timeout"] = httpx.Timeout(timeout_s, connect=min(self.connect_timeout_s, timeout_s))
+        return kwargs
+
+    def _transport_error(self, exc: httpx.HTTPError, method: str, path: str) -> HttpTransportError:
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.RemoteProtocolError | httpx.PoolTimeout):
+            return HttpTransportError(
+                "service_unavailable", f"{self.service} at {self.base_url} is unreachable: {_describe(exc)}"
+            )
+        if isinstance(exc, httpx.TimeoutException):
+            return HttpTransportError(
+                "transient", f"{self.service} {method} {path} timed out: {_describe(exc)}", timed_out=True
+            )
+        return HttpTransportError("transient", f"{self.service} {method} {path} failed: {_describe(exc)}")
+
+    def _check_status(
+        self, response: httpx.Response, method: str, path: str, ok_statuses: frozenset[int] = frozenset()
+    ) -> None:
         if response.status_code >= 400 and response.status_code not in ok_statuses:
             raise HttpStatusError(
                 status_class(response.status_code),
                 f"{self.service} {method} {path} answered {response.status_code}: {body_sample(response)}",
                 response,
             )
-        return response
 
     async def get_json(self, path: str, **kwargs: Any) -> Any:
         return parse_json(await self.request("GET", path, **kwargs), self.service)

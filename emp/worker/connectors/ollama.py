@@ -40,13 +40,12 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
 from emp.worker.connectors.base import ConnectorError, Health, JobContext, shielded_cleanup
-from emp.worker.connectors.http import HttpService, body_sample
+from emp.worker.connectors.http import HttpService, HttpStatusError, HttpTransportError, body_sample
 from emp.worker.connectors.ollama_protocol import (
     SERVICE,
     OllamaRequest,
@@ -58,6 +57,7 @@ from emp.worker.connectors.ollama_protocol import (
     error_text,
     token_percent,
 )
+from emp.worker.connectors.options import http_url, parse_options
 
 log = logging.getLogger(__name__)
 
@@ -80,11 +80,12 @@ class OllamaSettings:
     default_model: str | None = None
 
 
-_OPTIONS: dict[str, str] = {
+_EXPECTED: dict[str, str] = {
     "request_timeout_s": "a positive number of seconds",
     "pull_missing_models": "true or false",
     "default_model": "a model name string",
 }
+"""What each option expects, as error messages say it (the number > 0, the name not empty)."""
 
 
 class ModelNotFound(ConnectorError):
@@ -151,10 +152,7 @@ class OllamaConnector:
         """POST ``body`` and yield the NDJSON lines. Error statuses and transport failures become
         classified ConnectorErrors; a cancel closes the connection, which stops Ollama's work."""
         try:
-            async with self._http.client.stream("POST", path, json=body) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise self._status_error(response, what)
+            async with self._http.stream("POST", path, json_body=body) as response:
                 try:
                     yield response.aiter_lines()
                 except anyio.get_cancelled_exc_class():
@@ -162,8 +160,12 @@ class OllamaConnector:
                         await response.aclose()
                         log.info("ollama %s cancelled: closed the stream", what)
                     raise
-        except httpx.HTTPError as exc:
-            raise await self._transport_error(exc, what) from exc
+        except HttpStatusError as exc:
+            raise self._status_error(exc.response, what) from None
+        except HttpTransportError as exc:
+            # A connection cut mid-stream may mean Ollama died; a silent one (timeout) is only slow.
+            error = exc if exc.timed_out else await self._http.unavailable_if_gone(exc, what, self.health)
+            raise error from exc.__cause__
 
     def _status_error(self, response: httpx.Response, what: str) -> ConnectorError:
         try:
@@ -176,18 +178,6 @@ class OllamaConnector:
         if what == "pull" and response.status_code < 500:
             return ConnectorError(classify_pull_error(message), text)
         return ConnectorError(classify_status(response.status_code, message), text)
-
-    async def _transport_error(self, exc: httpx.HTTPError, what: str) -> ConnectorError:
-        detail = str(exc) or type(exc).__name__
-        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout | httpx.PoolTimeout | httpx.RemoteProtocolError):
-            return ConnectorError("service_unavailable", f"{SERVICE} at {self._http.base_url} is unreachable: {detail}")
-        if isinstance(exc, httpx.TimeoutException):
-            return ConnectorError(
-                "transient", f"{SERVICE} {what} sent nothing for {self.settings.request_timeout_s:g} s: {detail}"
-            )
-        if (await self.health()).state == "offline":
-            return ConnectorError("service_unavailable", f"{SERVICE} went away during {what}: {detail}")
-        return ConnectorError("transient", f"{SERVICE} {what} failed: {detail}")
 
     async def health(self) -> Health:
         health, body = await self._http.check(VERSION_PATH)
@@ -212,26 +202,13 @@ class OllamaConnector:
 def settings_from_config(url: str | None, options: Mapping[str, Any]) -> OllamaSettings:
     """Validated settings. An unknown option or a wrong type is a ValueError whose message starts
     with the key (``pull_missing_models: expected ...``), so the registry can point at it in the file."""
-    kwargs: dict[str, Any] = {"url": _check_url(url or DEFAULT_URL)}
-    for key, value in options.items():
-        what = _OPTIONS.get(key)
-        if what is None:
-            raise ValueError(f"{key}: unknown ollama option (known: {', '.join(sorted(_OPTIONS))})")
-        if key == "pull_missing_models":
-            ok = isinstance(value, bool)
-        elif key == "default_model":
-            ok = isinstance(value, str) and bool(value)
-        else:
-            ok = not isinstance(value, bool) and isinstance(value, int | float) and value > 0
-            value = float(value) if ok else value
-        if not ok:
-            raise ValueError(f"{key}: expected {what}, got {value!r}")
-        kwargs[key] = value
-    return OllamaSettings(**kwargs)
+    checked_url = http_url(url or DEFAULT_URL)
+    values = parse_options(
+        options, OllamaSettings, label="ollama option", expected=_EXPECTED, valid=_valid, exclude={"url"}
+    )
+    return OllamaSettings(url=checked_url, **values)
 
 
-def _check_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"url: expected http(s)://host:port, got {url!r}")
-    return url.rstrip("/")
+def _valid(key: str, value: Any) -> bool:
+    """What an option of the right type must also be: a number > 0, a string not empty."""
+    return bool(value) if isinstance(value, str) else isinstance(value, bool) or value > 0

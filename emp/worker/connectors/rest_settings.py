@@ -55,6 +55,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from emp.worker.connectors.options import BadOption, parse_options
+
 Mode = Literal["sync", "async"]
 METHODS = ("POST", "PUT", "PATCH")
 CANCEL_METHODS = ("POST", "PUT", "PATCH", "DELETE", "GET")
@@ -102,48 +104,89 @@ class RestSettings:
     outputs_field: str | None = None
 
 
+_POSITIVE = "a positive number"
+_NON_EMPTY = "a non-empty string"
+_STRINGS = "a list of non-empty strings"
+_EXPECTED: dict[str, str] = {
+    "submit_path": _NON_EMPTY,
+    "method": f"one of {', '.join(METHODS)}",
+    "headers": 'a table of string values (header name = "value")',
+    "timeout_s": _POSITIVE,
+    "health_path": _NON_EMPTY,
+    "status_path": _NON_EMPTY,
+    "id_field": _NON_EMPTY,
+    "status_field": _NON_EMPTY,
+    "done_values": _STRINGS,
+    "failed_values": _STRINGS,
+    "result_field": "a string",
+    "error_field": _NON_EMPTY,
+    "class_field": _NON_EMPTY,
+    "progress_field": _NON_EMPTY,
+    "progress_max": _POSITIVE,
+    "poll_interval_s": _POSITIVE,
+    "poll_error_limit": "a non-negative integer",
+    "cancel_path": _NON_EMPTY,
+    "cancel_method": f"one of {', '.join(CANCEL_METHODS)}",
+    "models_path": _NON_EMPTY,
+    "models_field": "a string",
+    "models_name_field": _NON_EMPTY,
+    "models": _STRINGS,
+    "outputs_field": _NON_EMPTY,
+}
+"""What each option expects, as error messages say it (``mode``'s type says it: one of sync, async)."""
+_CHOICES = {"method": METHODS, "cancel_method": CANCEL_METHODS}
+"""Options given in any case and kept upper-case."""
+_PATHS = ("submit_path", "health_path", "status_path", "cancel_path", "models_path")
+_LOWERED = ("done_values", "failed_values")
+_EMPTY_OK = ("result_field", "models_field")
+"""An empty dotted path means the whole body."""
+
+
 def parse_settings(url: str | None, options: Mapping[str, Any]) -> RestSettings:
     """RestSettings from a URL and an options table; ValueError naming the bad key otherwise."""
     if not isinstance(url, str) or not url.strip():
         raise ValueError('url: the rest connector needs the service\'s base URL (url = "http://host:port")')
     if not url.startswith(("http://", "https://")):
         raise ValueError(f"url: expected an http:// or https:// URL, got {url!r}")
-    o = _Options(options)
-    mode = o.choice("mode", ("sync", "async"), "sync")
-    settings = RestSettings(
-        url=url,
-        mode="async" if mode == "async" else "sync",
-        submit_path=o.path("submit_path", "/"),
-        method=o.choice("method", METHODS, "POST", upper=True),
-        headers=o.str_dict("headers"),
-        timeout_s=o.number("timeout_s", DEFAULT_TIMEOUT_S),
-        health_path=o.path("health_path", "/health"),
-        status_path=o.path("status_path", "/jobs/{id}"),
-        id_field=o.string("id_field", "id"),
-        status_field=o.string("status_field", "status"),
-        done_values=o.str_list("done_values", DONE_VALUES, lower=True),
-        failed_values=o.str_list("failed_values", FAILED_VALUES, lower=True),
-        result_field=o.string("result_field", "result", empty_ok=True),
-        error_field=o.string("error_field", "error"),
-        class_field=o.optional_string("class_field"),
-        progress_field=o.optional_string("progress_field"),
-        progress_max=o.number("progress_max", 1.0),
-        poll_interval_s=o.number("poll_interval_s", DEFAULT_POLL_INTERVAL_S),
-        poll_error_limit=o.integer("poll_error_limit", DEFAULT_POLL_ERROR_LIMIT),
-        cancel_path=o.optional_path("cancel_path"),
-        cancel_method=o.choice("cancel_method", CANCEL_METHODS, "POST", upper=True),
-        models_path=o.optional_path("models_path"),
-        models_field=o.string("models_field", "models", empty_ok=True),
-        models_name_field=o.string("models_name_field", "name"),
-        models=o.str_list("models", ()),
-        outputs_field=o.optional_string("outputs_field"),
+    values = parse_options(
+        options,
+        RestSettings,
+        label="option of the rest connector",
+        expected=_EXPECTED,
+        valid=_valid,
+        exclude={"url"},
+        quiet={"headers"},  # never quote them: headers carry tokens
     )
-    o.check_unknown()
+    settings = RestSettings(url=url, **{key: _normal(key, value) for key, value in values.items()})
     _check_templates(settings)
     overlap = set(settings.done_values) & set(settings.failed_values)
     if overlap:
         raise ValueError(f"done_values and failed_values: {sorted(overlap)} cannot be both success and failure")
     return settings
+
+
+def _valid(key: str, value: Any) -> bool:
+    """What an option of the right type must also be (the rest of its "expected ..." above)."""
+    if key in _CHOICES:
+        return value.upper() in _CHOICES[key]
+    if isinstance(value, str):
+        return bool(value) or key in _EMPTY_OK
+    if isinstance(value, list):
+        return all(value)
+    if _EXPECTED.get(key) == _POSITIVE:
+        return math.isfinite(value) and value > 0
+    if key == "poll_error_limit":
+        return bool(value >= 0)
+    return True  # headers: a table of strings is all they need to be
+
+
+def _normal(key: str, value: Any) -> Any:
+    """A valid option as the settings keep it; BadOption for a path that is not one."""
+    if key in _PATHS and not value.startswith("/"):
+        raise BadOption(key, 'a path starting with "/"', value)
+    if key in _CHOICES:
+        return value.upper()
+    return tuple(v.lower() for v in value) if key in _LOWERED else value
 
 
 def _check_templates(s: RestSettings) -> None:
@@ -158,97 +201,3 @@ def _check_templates(s: RestSettings) -> None:
         raise ValueError(f'status_path: async mode needs the job id in it, like "/jobs/{{id}}"; got {s.status_path!r}')
     if s.mode == "sync" and s.cancel_path is not None and "{id}" in s.cancel_path:
         raise ValueError("cancel_path: a sync job has no id; {id} can be used in async mode only")
-
-
-class _Options:
-    """Typed reads from an options table; remembers which keys were read to refuse the others."""
-
-    def __init__(self, options: Mapping[str, Any]) -> None:
-        if not isinstance(options, Mapping):
-            raise ValueError(f"options: expected a table, got {type(options).__name__}")
-        self.options = options
-        self.seen: set[str] = set()
-
-    def _get(self, key: str) -> Any:
-        self.seen.add(key)
-        return self.options.get(key)
-
-    def check_unknown(self) -> None:
-        unknown = sorted(set(self.options) - self.seen)
-        if unknown:
-            raise ValueError(
-                f"{unknown[0]}: unknown option of the rest connector (known: {', '.join(sorted(self.seen))})"
-            )
-
-    def string(self, key: str, default: str, *, empty_ok: bool = False) -> str:
-        value = self._get(key)
-        if value is None:
-            return default
-        if not isinstance(value, str) or (not value and not empty_ok):
-            raise ValueError(f"{key}: expected a {'' if empty_ok else 'non-empty '}string, got {value!r}")
-        return value
-
-    def optional_string(self, key: str) -> str | None:
-        value = self._get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise ValueError(f"{key}: expected a non-empty string, got {value!r}")
-        return value
-
-    def path(self, key: str, default: str) -> str:
-        return _check_path(key, self.string(key, default))
-
-    def optional_path(self, key: str) -> str | None:
-        value = self.optional_string(key)
-        return None if value is None else _check_path(key, value)
-
-    def choice(self, key: str, allowed: tuple[str, ...], default: str, *, upper: bool = False) -> str:
-        value = self._get(key)
-        if value is None:
-            return default
-        normal = value.upper() if upper and isinstance(value, str) else value
-        if normal not in allowed:
-            raise ValueError(f"{key}: expected one of {', '.join(allowed)}, got {value!r}")
-        return str(normal)
-
-    def number(self, key: str, default: float) -> float:
-        value = self._get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"{key}: expected a positive number, got {value!r}")
-        return float(value)
-
-    def integer(self, key: str, default: int) -> int:
-        value = self._get(key)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ValueError(f"{key}: expected a non-negative integer, got {value!r}")
-        return value
-
-    def str_list(self, key: str, default: tuple[str, ...], *, lower: bool = False) -> tuple[str, ...]:
-        value = self._get(key)
-        if value is None:
-            return default
-        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise ValueError(f"{key}: expected a list of non-empty strings, got {value!r}")
-        return tuple(v.lower() if lower else v for v in value)
-
-    def str_dict(self, key: str) -> dict[str, str]:
-        value = self._get(key)
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-        ):
-            # Never quote the value: headers carry tokens.
-            raise ValueError(f'{key}: expected a table of string values (header name = "value")')
-        return dict(value)
-
-
-def _check_path(key: str, value: str) -> str:
-    if not value.startswith("/"):
-        raise ValueError(f'{key}: expected a path starting with "/", got {value!r}')
-    return value

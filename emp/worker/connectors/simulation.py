@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import anyio
 
 from emp.worker.connectors.base import ConnectorError, Health, JobContext
+from emp.worker.connectors.options import parse_options
 
 FAIL_MODES = ("transient", "malformed", "resource_exhausted", "crash", "hang")
 MODELS = ["simulation-model-v1", "simulation-model-v2"]
@@ -61,13 +62,15 @@ class SimulationConnector:
 
     @classmethod
     def from_config(cls, url: str | None, options: Mapping[str, Any]) -> SimulationConnector:
-        unknown = set(options) - {"imitate"}
-        if unknown:
-            raise ValueError(f"unknown simulation option(s): {', '.join(sorted(unknown))} (known: imitate)")
-        imitate = options.get("imitate")
+        """Build from a TOML table; ValueError naming the key for an unknown option or a wrong type."""
+        choices = f"one of {', '.join(IMITATIONS)}"
+        values = parse_options(options, SimulationSettings, label="simulation option", expected={"imitate": choices})
+        imitate = values.get("imitate")
         if imitate is not None and imitate not in IMITATIONS:
-            raise ValueError(f"simulation option imitate must be one of {', '.join(IMITATIONS)}, got {imitate!r}")
-        return cls(SimulationSettings(imitate=imitate))
+            # Not "imitate: ...": the -sim rule gives this option for "video-sim", and the registry
+            # would then point at an options table that no file has.
+            raise ValueError(f"simulation option imitate must be {choices}, got {imitate!r}")
+        return cls(SimulationSettings(**values))
 
     async def run(self, ctx: JobContext) -> Any:
         payload = ctx.payload
