@@ -75,9 +75,9 @@ class SimulationConnector:
     async def run(self, ctx: JobContext) -> Any:
         payload = ctx.payload
         imitate = self.settings.imitate
-        default_steps, outputs = 10, 0
+        default_steps, names = 10, list[str]()
         if imitate is not None:
-            default_steps, outputs = _imitation_plan(imitate, payload)
+            default_steps, names = _imitation_plan(imitate, payload)
         steps = _int(payload, "steps", default_steps)
         step_ms = _int(payload, "step_ms", 100)
         fail = payload.get("fail")
@@ -98,9 +98,8 @@ class SimulationConnector:
             raise ConnectorError(str(fail), f"simulated {fail} failure on attempt {ctx.attempt}")
         if imitate is None:
             return payload.get("result")
-        for i in range(outputs):
-            await ctx.outputs.put(f"sim-{i}.png", tiny_png(i), "image/png")
-        return _imitation_result(imitate, ctx, steps)
+        stored = [(await ctx.outputs.put(name, tiny_png(i), "image/png")).name for i, name in enumerate(names)]
+        return _imitation_result(imitate, ctx, steps, step_ms, stored)
 
     async def health(self) -> Health:
         return Health("ok", info={"imitate": self.settings.imitate or ""})
@@ -112,38 +111,76 @@ class SimulationConnector:
         return None
 
 
-def _imitation_plan(imitate: str, payload: Mapping[str, Any]) -> tuple[int, int]:
-    """(default steps, number of outputs) for an imitated service; malformed payloads refused."""
+def _imitation_plan(imitate: str, payload: Mapping[str, Any]) -> tuple[int, list[str]]:
+    """(default steps, output file names) for an imitated service; malformed payloads refused."""
     if imitate == "comfyui":
         workflow = payload.get("workflow")
         if not isinstance(workflow, dict) or not workflow:
             raise ConnectorError("malformed", "payload.workflow must be a non-empty API-format graph (an object)")
-        saves = sum(1 for n in workflow.values() if isinstance(n, dict) and n.get("class_type") == "SaveImage")
-        return len(workflow), max(1, saves)
+        return len(workflow), [f"{prefix}_{i + 1:05d}_.png" for i, (_, prefix) in enumerate(_save_nodes(workflow))]
     if imitate == "a1111":
         if not isinstance(payload.get("prompt"), str):
             raise ConnectorError("malformed", "payload.prompt must be a string")
-        return _int(payload, "steps", 20), max(1, _int(payload, "batch_size", 1))
+        count = max(1, _int(payload, "batch_size", 1))
+        return _int(payload, "steps", 20), [f"image-{i}.png" for i in range(count)]
     if not isinstance(payload.get("model"), str) or not (
         isinstance(payload.get("prompt"), str) or isinstance(payload.get("messages"), list)
     ):
         raise ConnectorError("malformed", "payload needs a model and a prompt (or messages)")
-    return 6, 0
+    return 6, []
 
 
-def _imitation_result(imitate: str, ctx: JobContext, steps: int) -> dict[str, Any]:
+def _save_nodes(workflow: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(node id, file prefix) of each SaveImage node (one made-up output node if there is none)."""
+    saves = [
+        (str(node_id), str((node.get("inputs") or {}).get("filename_prefix") or "ComfyUI").rsplit("/", 1)[-1])
+        for node_id, node in workflow.items()
+        if isinstance(node, dict) and node.get("class_type") == "SaveImage"
+    ]
+    return saves or [("sim", "ComfyUI")]
+
+
+def _imitation_result(imitate: str, ctx: JobContext, steps: int, step_ms: int, stored: list[str]) -> dict[str, Any]:
+    """A result in the shape of the real connector's (docs/connectors.md), marked ``simulated``."""
+    seconds = round(steps * step_ms / 1000, 3)
     if imitate == "comfyui":
-        return {"prompt_id": f"sim-{ctx.job_id}-{ctx.attempt}", "simulated": True}
+        nodes = _save_nodes(ctx.payload["workflow"])
+        by_node = {
+            node_id: [{"filename": name, "subfolder": "", "type": "output", "stored_as": name}]
+            for (node_id, _), name in zip(nodes, stored, strict=True)
+        }
+        return {
+            "prompt_id": f"sim-{ctx.job_id}-{ctx.attempt}",
+            "outputs_by_node": by_node,
+            "execution_time_s": seconds,
+            "simulated": True,
+        }
     if imitate == "a1111":
-        return {"info": {"prompt": ctx.payload.get("prompt"), "steps": steps}, "simulated": True}
+        seed = ctx.payload.get("seed")
+        seed = seed if isinstance(seed, int) and seed >= 0 else zlib.crc32(ctx.job_id.encode())
+        return {
+            "mode": ctx.payload.get("mode", "txt2img"),
+            "images": len(stored),
+            "seed": seed,
+            "all_seeds": [seed + i for i in range(len(stored))],
+            "sd_model_name": MODELS[0],
+            "info": {"prompt": ctx.payload.get("prompt"), "steps": steps, "seed": seed},
+            "simulated": True,
+        }
     words = steps * 8
-    return {
+    text = " ".join(["simulated"] * words)
+    result: dict[str, Any] = {
         "model": ctx.payload.get("model"),
-        "response": " ".join(["simulated"] * words),
         "done_reason": "stop",
         "eval_count": words,
+        "total_duration": int(seconds * 1e9),
         "simulated": True,
     }
+    if isinstance(ctx.payload.get("messages"), list):
+        result["message"] = {"role": "assistant", "content": text}
+    else:
+        result["response"] = text
+    return result
 
 
 def tiny_png(seed: int = 0, size: int = 8) -> bytes:
