@@ -227,7 +227,8 @@ def load_machine_config(
     if not cfg.services:
         raise ConfigError(f"{source}: no service is enabled: the machine would run no worker")
     if cfg.gpus != "auto" and not (cfg.gpus.isdigit() and int(cfg.gpus) >= 0):
-        raise ConfigError(f"{source}: gpus must be 'auto' or a number of fake GPUs, got {cfg.gpus!r}")
+        where = "--gpus" if gpus is not None else "EMP_GPUS" if _env(env, "EMP_GPUS") else f"{source}: machine.gpus"
+        raise ConfigError(f"{where}: must be 'auto' or a number of fake GPUs, got {cfg.gpus!r}")
     return cfg
 
 

@@ -383,7 +383,12 @@ class MachineAgent:
             await anyio.sleep(self.cfg.report_interval_s)
 
     async def _event(self, etype: str, data: dict[str, Any]) -> None:
-        await self.calls.machine_event(self.cfg.machine_id, etype, data, self.ttl_ms)
+        """Best effort: a Redis blip must not take the agent (and its workers' jobs) down; the
+        record's next report carries the state anyway."""
+        try:
+            await self.calls.machine_event(self.cfg.machine_id, etype, data, self.ttl_ms)
+        except Exception as exc:
+            log.warning("machine event %s not written: %s", etype, exc)
 
     async def _fail(self, message: str) -> int:
         self.phase = "failed"

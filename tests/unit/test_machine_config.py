@@ -105,7 +105,7 @@ def test_comfyui_can_be_disabled(tmp_path: Path) -> None:
         ("[mashine]\n", "unknown table(s) mashine"),
         ("[machine]\nhealth_prot = 1\n", "machine: unknown key(s) health_prot"),
         ("[machine]\nhealth_port = 'x'\n", "machine.health_port: expected a whole number"),
-        ("[machine]\ngpus = 'many'\n", "gpus must be 'auto' or a number"),
+        ("[machine]\ngpus = 'many'\n", "machine.gpus: must be 'auto' or a number"),
         ("[services.x]\nconnector = 'dalle'\n", "services.x.connector: unknown connector 'dalle'"),
         ("[services.comfyui]\nper = 'rack'\n", "services.comfyui.per: must be 'gpu' or 'machine'"),
         ("[services.comfyui]\ncommand = 'python main.py'\n", "services.comfyui.command: expected a list of strings"),
@@ -126,6 +126,10 @@ def test_bad_environment_and_flags() -> None:
         load_machine_config(None, environ={"EMP_HEALTH_PORT": "x"})
     with pytest.raises(ConfigError, match="--services: unknown service"):
         load_machine_config(None, environ={}, only_services=["a1111"])
+    with pytest.raises(ConfigError, match="--gpus: must be 'auto' or a number"):
+        load_machine_config(None, environ={}, gpus="many")
+    with pytest.raises(ConfigError, match="EMP_GPUS: must be 'auto' or a number"):
+        load_machine_config(None, environ={"EMP_GPUS": "-1"})
     with pytest.raises(ConfigError, match="cannot read"):
         load_machine_config(Path("/nonexistent/machine.toml"), environ={})
 
