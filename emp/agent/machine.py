@@ -352,6 +352,7 @@ class MachineAgent:
             "uptime_s": round(time.monotonic() - self.started, 3),
             "startup_s": None if self.ready_s is None else round(self.ready_s, 3),
             "gpus": self.gpus.to_json() if self.gpus else None,
+            "healthy": self.gpus.healthy if self.gpus else True,
             "host": self.host,
             "processes": processes,
             "workers": [
@@ -375,7 +376,13 @@ class MachineAgent:
     async def _reports(self) -> None:
         while True:
             if self.gpus is not None and self.gpus.source == "nvml":
+                before = self.gpus
                 self.gpus = await anyio.to_thread.run_sync(refresh, self.gpus)
+                if lost := newly_lost(before, self.gpus):
+                    # A GPU that fell off the bus (NVML GpuIsLost) needs the box replaced or reset:
+                    # say so loudly; its worker's ComfyUI will fail and be reported as well.
+                    self.say(f"GPU(s) {', '.join(map(str, lost))} lost: the machine needs attention")
+                    await self._event("machine_failed", {"gpus_lost": lost, "message": "GPU fell off the bus"})
             try:
                 await self._report()
             except Exception as exc:  # Redis away for a moment: the next report tries again
@@ -464,6 +471,11 @@ class MachineAgent:
         for step in report.failed:  # a custom node that failed: reported, not fatal
             self.say(f"install: {step.name} failed: {step.message[:200]}")
         return True
+
+
+def newly_lost(before: GpuReport, after: GpuReport) -> list[int]:
+    """GPUs NVML reports lost now that were not lost at the previous reading."""
+    return sorted(set(after.lost) - set(before.lost))
 
 
 def _http_ok(url: str) -> Callable[[], Any]:
