@@ -354,3 +354,44 @@ def test_wait_exits_0_completed_and_1_failed(emp: Callable[..., Result], workers
     r = emp("submit", "simulation", "--id", "mix", "--count", "2", "--payload", '{"steps": 0, "fail": "malformed"}',
             "--wait")  # fmt: skip
     assert r.exit_code == 1
+
+
+def test_services_lists_reported_services_and_filters(
+    emp: Callable[..., Result], redis_url: str, namespace: str
+) -> None:
+    assert as_json(emp("services", "--json")) == {"summary": [], "services": []}
+    assert "no services reported" in ok(emp("services")).stdout
+
+    async def report(calls: Calls) -> None:
+        base = {"connector": "comfyui", "url": "http://127.0.0.1:8188", "services": ["comfyui"], "workers": ["w"]}
+        await calls.service_status("m1:comfyui", "idle", 45_000, base | {"machine_id": "m1"})
+        await calls.service_status("m2:comfyui", "offline", 45_000, base | {"machine_id": "m2", "message": "refused"})
+        await calls.service_status("m1:ollama", "active", 45_000, base | {"machine_id": "m1", "connector": "ollama"})
+
+    run_async(report, redis_url, namespace)
+    doc = as_json(emp("services", "--json"))
+    assert {s["connector"]: (s["up"], s["total"], s["up_machines"]) for s in doc["summary"]} == {
+        "comfyui": (1, 2, ["m1"]),
+        "ollama": (1, 1, ["m1"]),
+    }
+    up = as_json(emp("services", "--json", "--up", "--connector", "comfyui"))
+    assert [s["id"] for s in up["services"]] == ["m1:comfyui"]
+    table = ok(emp("services")).stdout
+    assert "refused" in table and "m2" in table
+
+
+def test_machine_commands_without_an_agent_exit_3(emp: Callable[..., Result], tmp_path: Any) -> None:
+    for args in (["machine", "status"], ["machine", "logs", "comfyui-gpu0"], ["machine", "restart", "x"]):
+        r = emp(*args, env={"EMP_STATE_DIR": str(tmp_path)})
+        assert r.exit_code == 3, (args, r.output)
+        assert "no machine agent is running on this box" in r.output
+
+
+def test_machine_bad_config_exits_2(emp: Callable[..., Result], tmp_path: Any) -> None:
+    bad = tmp_path / "machine.toml"
+    bad.write_text("[machine]\nhealth_prot = 1\n")
+    for args in (["machine", "up", "--config", str(bad)], ["machine", "install", "--config", str(bad)]):
+        r = emp(*args)
+        assert r.exit_code == 2 and "health_prot" in r.output, (args, r.output)
+    r = emp("machine", "up", "--gpus", "lots")
+    assert r.exit_code == 2 and "--gpus" in r.output
