@@ -465,6 +465,7 @@ class MachineAgent:
             on_step=on_step,
         )
         self._add_step("install", time.monotonic() - t0, "done" if report.ok else "failed")
+        await self._event("machine_step", self.steps[-1])
         if not report.ok:
             await self._fail(f"install: {'; '.join(s.message for s in report.failed)[:500]}")
             return False
