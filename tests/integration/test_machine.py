@@ -6,6 +6,7 @@ and capabilities, a job, a ComfyUI crash while a job runs on it, then SIGTERM mi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 import redis
@@ -58,7 +60,7 @@ def poll(check: Any, timeout: float, what: str) -> Any:
 
 
 class Agent:
-    def __init__(self, tmp: Path, redis_url: str, namespace: str) -> None:
+    def __init__(self, tmp: Path, redis_url: str, namespace: str, extra_env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.namespace = namespace
         self.keys = Keys(namespace)
@@ -86,7 +88,7 @@ base_port = {self.base}
         )
         env = {k: v for k, v in os.environ.items() if not k.startswith(("EMP_", "HUB_REDIS", "REDIS_URL"))}
         env |= {"EMP_REDIS_URL": redis_url, "EMP_NAMESPACE": namespace, "EMP_STATE_DIR": str(self.state_dir)}
-        env |= {"EMP_OUTPUT_URL": str(tmp / "outputs"), "PYTHONPATH": str(ROOT)}
+        env |= {"EMP_OUTPUT_URL": str(tmp / "outputs"), "PYTHONPATH": str(ROOT)} | (extra_env or {})
         self.log = open(tmp / "agent.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "emp", "machine", "up", "--gpus", "2", "--config", str(config)],
@@ -251,3 +253,45 @@ def test_sigterm_mid_job_finishes_or_releases_it_and_stops_every_child(agent: Ag
     assert agent.r.zscore(agent.keys.machines, agent.machine_id) is None, "no phantom machine"
     assert agent.r.zcard(agent.keys.workers) == 0 and agent.r.zcard(agent.keys.leases) == 0
     assert not (agent.state_dir / "machine" / "agent.json").exists()
+
+
+def test_sigkill_of_the_whole_box_loses_no_job(tmp_path: Path, redis_url: str) -> None:
+    """A spot box vanishing: agent, ComfyUIs and workers all SIGKILLed at once. The running job's
+    lease lapses (1.5 s here) and the next maintenance pass puts it back in the queue."""
+    namespace = "kill" + os.urandom(4).hex()
+    box = Agent(tmp_path, redis_url, namespace, {"EMP_LEASE_TTL": "1.5"})
+    try:
+        poll(lambda: box.events("machine_ready") or box.proc.poll() is not None, START_TIMEOUT_S, "machine_ready")
+        assert box.proc.poll() is None, box.output()
+        box.submit("k-1", {"workflow": workflow_slow(1000)})
+        poll(lambda: float(box.job("k-1").get("progress") or 0) > 0, 30, "the job to run")
+        pids = [p["pid"] for p in box.status()["processes"] if p["pid"]]
+        # Everything at once, so no signal handler runs: the agent, then each child's process group.
+        os.kill(box.proc.pid, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        box.proc.wait(10)
+        poll(lambda: not children_of_namespace(namespace, box.base), 10, "every process of the box to be gone")
+        assert box.job("k-1")["status"] == "in_progress", "nobody released it: the box just vanished"
+
+        def requeued() -> bool:
+            from emp.redis.calls import Calls
+            from emp.redis.client import connect
+
+            async def once() -> int:
+                client = connect(redis_url)
+                try:
+                    _, moved, _ = await Calls(client, namespace).maintain(100, 3)
+                    return moved
+                finally:
+                    await client.aclose()
+
+            anyio.run(once)
+            return box.job("k-1").get("status") == "pending"
+
+        poll(requeued, 15, "the lapsed lease to put the job back")
+        job = box.job("k-1")
+        assert job["lost"] == "1" and job["status"] == "pending", job
+    finally:
+        box.stop()
