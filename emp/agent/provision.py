@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
+import anyio
+
 from emp import defaults
 from emp._process import die_with_parent
 from emp.agent.custom_nodes import CustomNode, dotenv_text, load_custom_nodes
@@ -422,6 +424,9 @@ class _Installer:
                 code = None
             finally:
                 _kill_group(proc.pid)
+                if proc.returncode is None:  # timed out or cancelled: reap it (no zombie, no open transport)
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                        await proc.wait()
             if code is None:
                 return -signal.SIGKILL, f"timed out after {self.cfg.step_timeout_s:g} s (killed)"
             stdout = _read_back(out)
