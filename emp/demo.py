@@ -38,7 +38,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -50,6 +49,7 @@ import anyio
 from rich.console import Console
 from rich.live import Live
 
+from emp._ports import free_port_pair
 from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
 from emp.demo_fleet import (
@@ -261,7 +261,7 @@ class Demo:
             machine_toml(
                 machine_id=f"demo-box-{self.namespace}",
                 gpus=MACHINE_GPUS,
-                base_port=_free_port_pair(),
+                base_port=free_port_pair(),
                 step_ms=step_ms,
                 comfyui_out=self.log_dir / "comfyui-output",
                 root=STAND_INS_ROOT,
@@ -541,21 +541,6 @@ def _sole(group: BaseExceptionGroup[BaseException]) -> BaseException:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return exc
-
-
-def _free_port_pair() -> int:
-    """A free port whose next port is free too (the two fake GPUs' ComfyUIs)."""
-    for _ in range(50):
-        with socket.socket() as a:
-            a.bind(("127.0.0.1", 0))
-            base = int(a.getsockname()[1])
-        with socket.socket() as b:
-            try:
-                b.bind(("127.0.0.1", base + 1))
-            except OSError:
-                continue
-        return base
-    raise RuntimeError("no two free ports in a row on 127.0.0.1")
 
 
 def _plural(n: int, one: str, many: str) -> str:

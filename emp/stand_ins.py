@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from types import TracebackType
 from typing import Self
 
 from emp import _process
+from emp._ports import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKES_DIR = ROOT / "tests" / "fakes"
@@ -34,14 +34,6 @@ STOP_TIMEOUT_S = 5.0
 def fakes_available(name: str = "comfyui") -> bool:
     """True when this installation has the fake service ``name`` (a checkout does)."""
     return (FAKES_DIR / f"{name}.py").is_file()
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class StandIn:

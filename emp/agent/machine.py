@@ -57,6 +57,9 @@ READY_WORKER_STATES = ("idle", "busy")
 """A worker slot in one of these Redis states takes jobs (``paused``: its service is down)."""
 
 WORKER_POLL_S = 2.0
+
+READY_CHECK_TIMEOUT_S = 2.0
+"""A service readiness probe (GET ready_path) that takes longer counts as not ready yet."""
 """How often the agent reads its workers' states (for /ready and the machine record)."""
 
 
@@ -120,6 +123,7 @@ class MachineAgent:
         self.log_dir = self.cfg.log_dir or self.files.logs
         self.token = self.cfg.token or secrets.token_urlsafe(24)
         self.client = connect(self.redis_url)
+        self.http = httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S, trust_env=False)  # readiness checks
         self.calls = Calls(self.client, self.namespace)
         self.host = host_info()
         self.supervisor: Supervisor | None = None
@@ -141,6 +145,7 @@ class MachineAgent:
                 self.files.clear()
                 with anyio.move_on_after(2):
                     await self.client.aclose()
+                    await self.http.aclose()
         return code
 
     async def _run(self) -> int:
@@ -268,7 +273,7 @@ class MachineAgent:
                     argv=s.argv,
                     env={**base, **s.env},
                     cwd=s.cwd,
-                    ready_check=_http_ok(s.ready_url) if s.ready_url else None,
+                    ready_check=self._http_ok(s.ready_url) if s.ready_url else None,
                     ready_timeout_s=s.kind.ready_timeout_s,
                 )
             )
@@ -287,6 +292,12 @@ class MachineAgent:
                 )
             )
         return specs
+
+    def _http_ok(self, url: str) -> Callable[[], Any]:
+        async def check() -> bool:
+            return (await self.http.get(url)).status_code == 200
+
+        return check
 
     def _worker_ready(self, plan: WorkerPlan) -> Callable[[], Any]:
         key = self.calls.keys.worker(plan.slot_ids[0])
@@ -452,18 +463,11 @@ class MachineAgent:
             await self._event("machine_step", self.steps[-1])
 
         t0 = time.monotonic()
-        report = await provision(
-            ProvisionConfig(
-                comfyui_dir=inst.dir,
-                repo_url=inst.repo,
-                ref=inst.ref,
-                install_requirements=inst.requirements,
-                custom_nodes_file=inst.custom_nodes,
-                models_file=inst.models,
-                parallel=inst.parallel,
-            ),
-            on_step=on_step,
-        )
+        try:
+            report = await provision(ProvisionConfig.from_install(inst, inst.dir), on_step=on_step)
+        except ValueError as exc:  # a bad custom_nodes.json / models.json: nothing was touched
+            await self._fail(f"install: {exc}")
+            return False
         self._add_step("install", time.monotonic() - t0, "done" if report.ok else "failed")
         await self._event("machine_step", self.steps[-1])
         if not report.ok:
@@ -477,15 +481,6 @@ class MachineAgent:
 def newly_lost(before: GpuReport, after: GpuReport) -> list[int]:
     """GPUs NVML reports lost now that were not lost at the previous reading."""
     return sorted(set(after.lost) - set(before.lost))
-
-
-def _http_ok(url: str) -> Callable[[], Any]:
-    async def check() -> bool:
-        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
-            response = await client.get(url)
-            return response.status_code == 200
-
-    return check
 
 
 def _host_hardware(host: dict[str, Any]) -> dict[str, Any]:

@@ -57,6 +57,7 @@ import anyio
 
 from emp import defaults
 from emp._process import die_with_parent
+from emp.agent.config import InstallConfig
 from emp.agent.custom_nodes import CustomNode, dotenv_text, load_custom_nodes
 from emp.agent.model_links import ModelLink, link, load_model_links
 
@@ -102,6 +103,19 @@ class ProvisionConfig:
     """Environment of every command (and of ``${VAR}`` in node env templates)."""
     step_timeout_s: float = defaults.INSTALL_STEP_TIMEOUT_S
     """One git/pip/script command is killed after this."""
+
+    @classmethod
+    def from_install(cls, install: InstallConfig, comfyui_dir: Path) -> ProvisionConfig:
+        """The provisioning a machine config's ``[install]`` table asks for, into ``comfyui_dir``."""
+        return cls(
+            comfyui_dir=comfyui_dir,
+            repo_url=install.repo,
+            ref=install.ref,
+            install_requirements=install.requirements,
+            custom_nodes_file=install.custom_nodes,
+            models_file=install.models,
+            parallel=install.parallel,
+        )
 
     @property
     def state_dir(self) -> Path:

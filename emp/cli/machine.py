@@ -114,20 +114,7 @@ def install(
         err.print(f"[{style}]{step.action:>7}[/] {step.name} ({step.duration_s:.2f} s) {step.message[:200]}")
 
     try:
-        report = common.run(
-            provision(
-                ProvisionConfig(
-                    comfyui_dir=target,
-                    repo_url=inst.repo,
-                    ref=inst.ref,
-                    install_requirements=inst.requirements,
-                    custom_nodes_file=inst.custom_nodes,
-                    models_file=inst.models,
-                    parallel=inst.parallel,
-                ),
-                on_step=on_step,
-            )
-        )
+        report = common.run(provision(ProvisionConfig.from_install(inst, target), on_step=on_step))
     except ValueError as exc:
         common.fail(str(exc), common.EXIT_BAD_INPUT)
     if as_json:

@@ -461,10 +461,14 @@ class Calls:
 
     async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
         """Every service whose last report has not lapsed, as raw records (see emp.model.services)."""
+        return await self._live_records("emp_list_services", self.keys.service_instances, page)
+
+    async def _live_records(self, function: str, index: str, page: int) -> list[dict[str, Any]]:
+        """All pages of a read-only listing Function that answers one JSON object per record."""
         out: list[dict[str, Any]] = []
         offset = 0
         while True:
-            reply = await self._fcall("emp_list_services", [self.keys.service_instances], self.p, offset, page, ro=True)
+            reply = await self._fcall(function, [index], self.p, offset, page, ro=True)
             out += [json.loads(r) for r in reply]
             if len(reply) < page:
                 return out
@@ -495,20 +499,13 @@ class Calls:
 
     async def list_machines(self, page: int = 200) -> list[dict[str, Any]]:
         """Every machine whose last report has not lapsed (hash fields; ``record`` decoded)."""
-        out: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            reply = await self._fcall("emp_list_machines", [self.keys.machines], self.p, offset, page, ro=True)
-            for raw in reply:
-                row = json.loads(raw)
-                try:
-                    row["record"] = json.loads(row.get("record") or "{}")
-                except ValueError:
-                    row["record"] = {}
-                out.append(row)
-            if len(reply) < page:
-                return out
-            offset += page
+        rows = await self._live_records("emp_list_machines", self.keys.machines, page)
+        for row in rows:
+            try:
+                row["record"] = json.loads(row.get("record") or "{}")
+            except ValueError:
+                row["record"] = {}
+        return rows
 
     async def version(self) -> str | None:
         return await library.server_version(self.client)

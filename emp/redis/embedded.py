@@ -23,7 +23,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +35,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from emp._ports import free_port
 from emp._process import die_with_parent
 from emp.errors import BrokerError, ConfigError
 
@@ -80,13 +80,6 @@ def redis_server_version(executable: str = "redis-server") -> tuple[int, ...]:
     if match is None:
         raise ConfigError(f"cannot read the version of {path} from {out.strip()!r}: {INSTALL_HINT}")
     return tuple(int(part) for part in match.groups() if part is not None)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -155,7 +148,7 @@ class EmbeddedRedis:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         try:
             for attempt in range(1, PORT_ATTEMPTS + 1):
-                if self._launch(self._data_dir, _free_port(), last_attempt=attempt == PORT_ATTEMPTS):
+                if self._launch(self._data_dir, free_port(), last_attempt=attempt == PORT_ATTEMPTS):
                     break
         except BaseException:
             self.stop()

@@ -19,6 +19,7 @@ from emp.cli import app
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
+from tests.polling import poll
 
 from .conftest import WorkerProcs
 
@@ -49,17 +50,6 @@ def ok(result: Result) -> Result:
 
 def as_json(result: Result) -> Any:
     return json.loads(ok(result).stdout)
-
-
-def poll(check: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def run_async(fn: Callable[[Calls], Any], redis_url: str, namespace: str) -> Any:

@@ -10,10 +10,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,40 +21,15 @@ import httpx
 import pytest
 import redis
 
+from emp._ports import free_port_pair
 from emp.redis.keys import Keys
 from tests.fakes.comfyui import workflow_slow
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60.0
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def free_port_pair() -> int:
-    """A base port whose next port is free too."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = int(s.getsockname()[1])
-        if base < 65000:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", base + 1))
-                except OSError:
-                    continue
-            return base
-    raise RuntimeError("no free port pair")
-
-
-def poll(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Agent:

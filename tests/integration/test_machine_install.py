@@ -10,14 +10,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from emp._ports import free_port
 from emp.redis.keys import Keys
+from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,17 +41,6 @@ def git_repo(path: Path, files: dict[str, str], tag: str | None = None) -> str:
     return path.as_uri()
 
 
-def poll(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_up_provisions_comfyui_and_its_nodes_then_serves(tmp_path: Path, redis_url: str) -> None:
     # A "ComfyUI" repository whose main.py is the fake ComfyUI (same command line as the real one).
     comfy_repo = git_repo(
@@ -69,8 +59,7 @@ def test_up_provisions_comfyui_and_its_nodes_then_serves(tmp_path: Path, redis_u
         )
     )
     comfy_dir = tmp_path / "workspace" / "ComfyUI"
-    with socket_free_port() as port:
-        base = port
+    base = free_port()
     config = tmp_path / "machine.toml"
     config.write_text(
         f"""
@@ -140,15 +129,3 @@ custom_nodes = "{nodes}"
     actions = {s["name"]: s["action"] for s in report["steps"]}
     assert actions["comfyui"] == "skipped" and actions["node:good-node"] == "skipped"
     assert actions["node:bad-node"] == "failed" and again.returncode == 0
-
-
-class socket_free_port:
-    def __enter__(self) -> int:
-        import socket
-
-        self.s = socket.socket()
-        self.s.bind(("127.0.0.1", 0))
-        return int(self.s.getsockname()[1])
-
-    def __exit__(self, *exc: object) -> None:
-        self.s.close()

@@ -13,6 +13,7 @@ from typing import Any
 import anyio
 import pytest
 
+from emp._ports import free_port
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
@@ -203,7 +204,7 @@ async def test_second_sigterm_releases_at_once_and_exits_1(calls: Calls, workers
 
 
 async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(tmp_path: Path, namespace: str) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"redis://127.0.0.1:{port}"
     server = _redis_server(port, tmp_path)
     procs = WorkerProcs(url, namespace, tmp_path)
@@ -266,12 +267,6 @@ async def _submit_ok(calls: Calls, job_id: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _redis_server(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:

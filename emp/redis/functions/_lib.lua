@@ -107,6 +107,22 @@ local function json_str(s)
   return cjson.encode(s)
 end
 
+-- One page of the records whose index entry (zset: id -> expiry ms) has not lapsed, each hash as a
+-- JSON object: the fleet views of services and machines (records expire with their reports).
+local function live_records(P, index, prefix, offset, count)
+  local ids = redis.call('ZRANGEBYSCORE', P .. index, now_ms(), '+inf', 'LIMIT', offset, count)
+  local out = {}
+  for _, id in ipairs(ids) do
+    local flat = redis.call('HGETALL', P .. prefix .. id)
+    if #flat > 0 then
+      local rec = {}
+      for i = 1, #flat, 2 do rec[flat[i]] = flat[i + 1] end
+      out[#out + 1] = cjson.encode(rec)
+    end
+  end
+  return out
+end
+
 ------------------------------------------------------------------------------------------------
 -- Matching (twin of emp/model/matching.py; docs/internals.md "Matching").
 
