@@ -183,6 +183,7 @@ class Worker:
         self.monitors = [self._monitor(b) for b in bindings]
         self.paused: set[str] = set()  # slots told to Redis they are paused (service down)
         self.background: TaskGroup | None = None  # progress writes run here, off the job's path
+        self.registered = False  # the first registration of every slot is done
 
     def _monitor(self, binding: ConnectorBinding) -> ServiceMonitor:
         conn = binding.connector
@@ -230,8 +231,9 @@ class Worker:
         return out
 
     async def _refresh_capabilities(self) -> None:
-        """A service came up: advertise its models now (register again if they changed)."""
-        if self.calls is None:
+        """A service came up: advertise its models now (register again if they changed). Before the
+        first registration there is nothing to refresh: run() registers with fresh models."""
+        if self.calls is None or not self.registered:
             return
         caps = build_capabilities(self.cfg, await self._models())
         if caps != self.caps:
@@ -276,6 +278,7 @@ class Worker:
             self.caps = build_capabilities(self.cfg, await self._models())
             for slot in self.slots:
                 await self._retrying(functools.partial(self._register, slot), "register")
+            self.registered = True
             log.info(
                 "worker %s up: %d slot(s), services %s, namespace %s",
                 self.base_id,
