@@ -590,7 +590,7 @@ class Worker:
                 delay = min(delay * 2, 5.0)
             finally:
                 with anyio.move_on_after(1, shield=True), contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
 
     async def _maintenance(self) -> None:
         """Unworkable detection and retention, by whichever process wins the guard each round."""
