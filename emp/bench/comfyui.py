@@ -13,7 +13,7 @@ The two alternate, one prompt each, so both see the same load on the machine.
 
 overhead = p50(through emp) − p50(direct). It includes the submit call, the wake-up, claim,
 storage write and complete: everything the broker adds. The ComfyUI is ``--comfyui-url`` when
-given, else the fake ComfyUI of tests/fakes (a checkout has it), whose own time is ~1 ms.
+given, else the fake ComfyUI of emp/stand_ins (a checkout has it), whose own time is ~1 ms.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ async def comfyui_for_bench(url: str | None, log_dir: Path) -> AsyncIterator[str
     from emp.stand_ins import StandIn, fakes_available
 
     if not fakes_available("comfyui"):
-        raise BenchError("no ComfyUI: give --comfyui-url (this installation has no tests/fakes stand-in)")
+        raise BenchError("no ComfyUI: give --comfyui-url (this installation has no emp/stand_ins stand-in)")
     out = Path(tempfile.mkdtemp(prefix="emp-bench-comfy-"))
     fake = StandIn("comfyui", "--output-dir", str(out), log_path=log_dir / "fake-comfyui.log")
     try:
@@ -192,7 +192,7 @@ async def measure(redis_url: str, namespace: str, comfyui_url: str | None, n: in
                 await via.aclose()
     direct, via_emp = direct[WARMUP:], via_emp[WARMUP:]
     d50, e50 = statistics.median(direct) * 1000, statistics.median(via_emp) * 1000
-    where = "given ComfyUI" if comfyui_url else "fake ComfyUI (tests/fakes)"
+    where = "given ComfyUI" if comfyui_url else "fake ComfyUI (emp/stand_ins)"
     return [
         Metric(
             "comfyui_overhead_ms",

@@ -106,7 +106,7 @@ class Plan:
     memory_payload_bytes: int = 1024
     comfyui_jobs: int = 200
     comfyui_url: str | None = None
-    """A ComfyUI to measure the worker's overhead against (default: the fake of tests/fakes)."""
+    """A ComfyUI to measure the worker's overhead against (default: the fake of emp/stand_ins)."""
     worker_start_timeout_s: float = 60.0
     worker_stop_timeout_s: float = 15.0
 

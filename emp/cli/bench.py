@@ -52,7 +52,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 "--comfyui-url",
                 metavar="URL",
-                help="Measure the worker's ComfyUI overhead against this ComfyUI (default: the fake of tests/fakes).",
+                help="Measure the worker's ComfyUI overhead against this ComfyUI (default: the fake of emp/stand_ins).",
                 show_default=False,
             ),
         ] = None,

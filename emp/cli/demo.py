@@ -1,4 +1,4 @@
-"""`emp demo`: parse the options, then call :func:`emp.demo.run_demo`."""
+"""`emp demo`: parse the options, then call :func:`emp.demo.run.run_demo`."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def demo(
 ) -> None:
     """Run a demo fleet and a mixed batch of jobs, live."""
     settings = common.settings_of(ctx)
-    from emp.demo import run_demo
+    from emp.demo.run import run_demo
 
     code = common.run(run_demo(settings, smoke=smoke, workers=workers), url=settings.redis_url)
     raise typer.Exit(code)

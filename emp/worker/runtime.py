@@ -596,7 +596,7 @@ class Worker:
         """Unworkable detection and retention, by whichever process wins the guard each round."""
         assert self.calls is not None
         try:
-            from emp.maintenance import maintenance_loop
+            from emp.coordinator.maintenance import maintenance_loop
         except ImportError:  # pragma: no cover - maintenance ships with the package
             return
         stop = anyio.Event()

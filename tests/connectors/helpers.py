@@ -14,7 +14,7 @@ import pytest
 
 from emp.storage import FileStorage, OutputSink
 from emp.worker.connectors.base import Connector, ConnectorError, JobContext
-from tests.fakes.process import FakeService
+from tests.fake_service import FakeService
 from tests.polling import wait_for
 
 
@@ -39,7 +39,7 @@ def make_ctx(payload: dict[str, Any], tmp_path: Path, job_id: str = "job1") -> t
 
 
 def fake_fixture(module: str, *args: str) -> Any:
-    """A module-scoped fixture: the fake ``tests.fakes.<module>`` running for the module's tests
+    """A module-scoped fixture: the fake ``emp.stand_ins.<module>`` running for the module's tests
     (``fake = fake_fixture("ollama", "--token-ms", "5")``)."""
 
     @pytest.fixture(scope="module")

@@ -11,6 +11,8 @@ import anyio
 import httpx
 import pytest
 
+from emp.stand_ins import a1111 as fake_a1111
+from emp.stand_ins.serving import served
 from emp.storage import FileStorage
 from emp.worker.connectors.a1111 import A1111Connector
 from emp.worker.connectors.base import ConnectorError
@@ -22,9 +24,7 @@ from tests.connectors.helpers import (
     stats,
     stats_if,
 )
-from tests.fakes import a1111 as fake_a1111
-from tests.fakes.process import FakeService
-from tests.fakes.serving import served
+from tests.fake_service import FakeService
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio

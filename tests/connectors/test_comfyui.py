@@ -1,4 +1,4 @@
-"""The ComfyUI connector against the fake ComfyUI (tests/fakes/comfyui.py), a real server on loopback.
+"""The ComfyUI connector against the fake ComfyUI (emp/stand_ins/comfyui.py), a real server on loopback.
 
 Most tests share one fake process; the ones that kill or restart it get their own.
 """
@@ -17,14 +17,14 @@ import anyio
 import httpx
 import pytest
 
+from emp.stand_ins import comfyui_images as img
+from emp.stand_ins.comfyui import workflow_invalid, workflow_ok, workflow_oom, workflow_slow
 from emp.storage import FileStorage, OutputSink
 from emp.worker.connectors.base import ConnectorError, JobContext
 from emp.worker.connectors.comfyui import ComfyUIConnector, ComfyUISettings, settings_from_options
 from emp.worker.connectors.comfyui_session import LOST, STATUS, Router, Session
 from emp.worker.connectors.ws import backoff_delays, connect, connect_with_retry
-from tests.fakes import comfyui_images as img
-from tests.fakes.comfyui import workflow_invalid, workflow_ok, workflow_oom, workflow_slow
-from tests.fakes.process import FakeService, free_port
+from tests.fake_service import FakeService, free_port
 from tests.polling import wait_for
 
 MODELS = "a.safetensors,b.safetensors"

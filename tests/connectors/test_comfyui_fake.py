@@ -1,4 +1,4 @@
-"""The fake ComfyUI (tests/fakes/comfyui.py) against the transcripts of a real v0.8.0 server.
+"""The fake ComfyUI (emp/stand_ins/comfyui.py) against the transcripts of a real v0.8.0 server.
 
 Driven with plain httpx + websockets, as a client would. Where a transcript pins a value exactly
 (a 400 body, an execution_error payload, an /object_info entry) the test compares with it.
@@ -19,9 +19,9 @@ import httpx
 import pytest
 import websockets
 
-from tests.fakes import comfyui_images as img
-from tests.fakes.comfyui import FakeComfyUI, workflow_invalid, workflow_ok, workflow_oom, workflow_slow
-from tests.fakes.process import FakeService
+from emp.stand_ins import comfyui_images as img
+from emp.stand_ins.comfyui import FakeComfyUI, workflow_invalid, workflow_ok, workflow_oom, workflow_slow
+from tests.fake_service import FakeService
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ from typing import Any
 import anyio
 import pytest
 
+from emp.stand_ins import ollama as fake_ollama
 from emp.worker.connectors.base import ConnectorError
 from emp.worker.connectors.ollama import OllamaConnector
 from tests.connectors.helpers import (
@@ -19,8 +20,7 @@ from tests.connectors.helpers import (
     stats,
     stats_if,
 )
-from tests.fakes import ollama as fake_ollama
-from tests.fakes.process import FakeService
+from tests.fake_service import FakeService
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio

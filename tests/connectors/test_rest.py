@@ -1,4 +1,4 @@
-"""The REST connector against the fake REST service (tests/fakes/rest.py), sync and async."""
+"""The REST connector against the fake REST service (emp/stand_ins/rest.py), sync and async."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import anyio
 import httpx
 import pytest
 
+from emp.stand_ins import rest as fake_rest
 from emp.storage import FileStorage, OutputSink
 from emp.worker.connectors.base import ConnectorError, JobContext
 from emp.worker.connectors.rest import RestConnector
-from tests.fakes import rest as fake_rest
-from tests.fakes.process import FakeService
+from tests.fake_service import FakeService
 from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio

@@ -19,9 +19,8 @@ from emp.cli import app
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
+from tests.integration.helpers import WorkerProcs
 from tests.polling import poll
-
-from .conftest import WorkerProcs
 
 
 @pytest.fixture(autouse=True)
@@ -315,7 +314,7 @@ def test_wait_exits_2_when_cancelled(emp: Callable[..., Result], waiters: Callab
 def test_wait_exits_3_when_unworkable(
     emp: Callable[..., Result], waiters: Callable[..., Waiter], redis_url: str, namespace: str
 ) -> None:
-    from emp.maintenance import run_maintenance_once
+    from emp.coordinator.maintenance import run_maintenance_once
 
     w = waiters("simulation", "--id", "wu", "--require", "gpu_count=8")
     poll(lambda: _exists(emp, "wu"), what="job wu")

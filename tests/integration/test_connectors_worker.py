@@ -28,16 +28,15 @@ import pytest
 
 from emp.model.services import ServiceRecord
 from emp.redis.calls import Calls
+from emp.stand_ins import a1111 as fake_a1111
+from emp.stand_ins import comfyui as fake_comfyui
+from emp.stand_ins import ollama as fake_ollama
+from emp.stand_ins import rest as fake_rest
 from emp.worker.connectors.registry import build_connector
 from emp.worker.runtime import ConnectorBinding, Worker, WorkerConfig
 from emp.worker.service_map import ConnectorSpec
-from tests.fakes import a1111 as fake_a1111
-from tests.fakes import comfyui as fake_comfyui
-from tests.fakes import ollama as fake_ollama
-from tests.fakes import rest as fake_rest
-from tests.fakes.process import FakeService
-
-from .conftest import wait_for, wire
+from tests.fake_service import FakeService
+from tests.integration.helpers import wait_for, wire
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,8 @@ import redis
 from rich.console import Console
 
 from emp.config import Settings
-from emp.demo import Demo
-from emp.demo_view import JobRow
+from emp.demo.run import Demo
+from emp.demo.view import JobRow
 from emp.redis import library
 from emp.redis.keys import Keys
 

@@ -23,7 +23,7 @@ import redis
 
 from emp._ports import free_port_pair
 from emp.redis.keys import Keys
-from tests.fakes.comfyui import workflow_slow
+from emp.stand_ins.comfyui import workflow_slow
 from tests.polling import poll
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ drain_timeout_s = 20
 [services.comfyui]
 # --startup-delay-s: a ComfyUI that takes a moment to come back, so its outage is longer than
 # the workers' health-check interval and the pause is observable.
-command = ["{{python}}", "-m", "tests.fakes.comfyui", "--port", "{{port}}", "--step-ms", "20",
+command = ["{{python}}", "-m", "emp.stand_ins.comfyui", "--port", "{{port}}", "--step-ms", "20",
            "--output-dir", "{tmp}/comfy-out-{{gpu}}", "--startup-delay-s", "2"]
 cwd = "{ROOT}"
 base_port = {self.base}

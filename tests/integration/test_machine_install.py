@@ -45,7 +45,7 @@ def test_up_provisions_comfyui_and_its_nodes_then_serves(tmp_path: Path, redis_u
     # A "ComfyUI" repository whose main.py is the fake ComfyUI (same command line as the real one).
     comfy_repo = git_repo(
         tmp_path / "src" / "ComfyUI",
-        {"main.py": f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom tests.fakes.comfyui import main\nmain()\n"},
+        {"main.py": f"import sys\nsys.path.insert(0, {str(ROOT)!r})\nfrom emp.stand_ins.comfyui import main\nmain()\n"},
         tag="v0.8.0",
     )
     node_repo = git_repo(tmp_path / "src" / "good-node", {"__init__.py": "NODE_CLASS_MAPPINGS = {}\n"})

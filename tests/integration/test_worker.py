@@ -18,8 +18,7 @@ from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
 from emp.worker.runtime import Worker, WorkerConfig
-
-from .conftest import WorkerProcs, wait_for, wire
+from tests.integration.helpers import WorkerProcs, wait_for, wire
 
 pytestmark = pytest.mark.anyio
 

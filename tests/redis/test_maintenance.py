@@ -1,4 +1,4 @@
-"""emp.maintenance against a real Redis: unworkable detection, revival, the pass and its guard."""
+"""emp.coordinator.maintenance against a real Redis: unworkable detection, revival, the pass and its guard."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 import pytest
 
-from emp.maintenance import (
+from emp.coordinator.maintenance import (
     MaintenanceReport,
     detect_unworkable,
     maintenance_loop,
@@ -202,7 +202,7 @@ async def test_maintenance_loop_survives_an_unreachable_redis(caplog: pytest.Log
     client = connect("redis://127.0.0.1:1/0")  # nothing listens on port 1: connection refused
     stop = anyio.Event()
     try:
-        with caplog.at_level("DEBUG", logger="emp.maintenance"):
+        with caplog.at_level("DEBUG", logger="emp.coordinator.maintenance"):
             async with anyio.create_task_group() as tg:
                 tg.start_soon(
                     lambda: maintenance_loop(Calls(client, "tdown"), interval_s=0.02, grace_s=0, max_lost=3, stop=stop)

@@ -1,4 +1,4 @@
-"""emp.demo_view: state updates from events and the pure renderers, read as plain text."""
+"""emp.demo.view: state updates from events and the pure renderers, read as plain text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console, RenderableType
 
-from emp.demo_view import (
+from emp.demo.view import (
     DemoEvent,
     DemoState,
     JobRow,
@@ -232,7 +232,7 @@ def test_job_submitted_from_elsewhere_is_shown_but_not_judged() -> None:
 def test_demo_expectations_follow_the_fleet() -> None:
     """The demo's expectations come from the matching rules: with only the 24 GB kind, the jobs
     that need 40 GB or the a6000's model are expected to end unworkable."""
-    from emp.demo_fleet import demo_fleet, demo_jobs, expected_rows
+    from emp.demo.fleet import demo_fleet, demo_jobs, expected_rows
     from emp.model.job import parse_submission
 
     jobs = demo_jobs(1_700_000_000_000)
@@ -249,7 +249,7 @@ def test_demo_expectations_follow_the_fleet() -> None:
 def test_demo_comfyui_jobs_need_the_comfyui_worker() -> None:
     """The ComfyUI jobs join when the stand-in is there; a fleet without the ComfyUI worker would
     leave them unworkable, so they are only added together."""
-    from emp.demo_fleet import demo_fleet, demo_jobs, expected_rows, worker_argv
+    from emp.demo.fleet import demo_fleet, demo_jobs, expected_rows, worker_argv
     from emp.model.job import parse_submission
 
     jobs = demo_jobs(1_700_000_000_000, comfyui=True)
@@ -270,7 +270,7 @@ def test_demo_comfyui_jobs_need_the_comfyui_worker() -> None:
 
 def test_demo_machine_toml_loads_as_the_agent_reads_it(tmp_path: Path) -> None:
     from emp.agent.config import load_machine_config
-    from emp.demo_fleet import machine_toml
+    from emp.demo.fleet import machine_toml
 
     f = tmp_path / "machine.toml"
     f.write_text(
@@ -279,4 +279,4 @@ def test_demo_machine_toml_loads_as_the_agent_reads_it(tmp_path: Path) -> None:
     cfg = load_machine_config(f, environ={})
     [comfy] = cfg.services
     assert (cfg.machine_id, cfg.gpus, cfg.health_port, comfy.base_port) == ("box", "2", 0, 20000)
-    assert comfy.command[:3] == ("{python}", "-m", "tests.fakes.comfyui") and comfy.cwd == tmp_path
+    assert comfy.command[:3] == ("{python}", "-m", "emp.stand_ins.comfyui") and comfy.cwd == tmp_path

@@ -1,6 +1,6 @@
 """A fake ComfyUI v0.8.0 server (aiohttp, HTTP + WebSocket on one port), faithful on the wire.
 
-Run it: ``python -m tests.fakes.comfyui --port N [--host 127.0.0.1] [--output-dir D] [--input-dir D]
+Run it: ``python -m emp.stand_ins.comfyui --port N [--host 127.0.0.1] [--output-dir D] [--input-dir D]
 [--temp-dir D] [--models a.safetensors,b.safetensors] [--step-ms 20] [--startup-delay-s 0]
 [--cache-none] [--no-early-events] [--preview-method none] [--device cpu|cuda]``; it prints
 ``READY http://HOST:PORT`` once it listens. In-process: ``async with FakeComfyUI(**options) as srv``
@@ -73,7 +73,7 @@ Triggers:
   ``ValueError``/``RuntimeError``: the other kinds; the CPU-allocator ``RuntimeError``: EmptyImage
   asking for more than the machine's RAM (error_cpu_alloc_builtin.json).
 * 400: :func:`workflow_invalid`, or any comfyui-samples/workflows/invalid_*.json.
-* a dead or booting service: kill the process (tests.fakes.process.FakeService); ``--startup-delay-s``.
+* a dead or booting service: kill the process (tests.fake_service.FakeService); ``--startup-delay-s``.
 """
 
 from __future__ import annotations
@@ -716,7 +716,7 @@ def workflow_slow(
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m tests.fakes.comfyui", description="A fake ComfyUI v0.8.0 server.")
+    p = argparse.ArgumentParser(prog="python -m emp.stand_ins.comfyui", description="A fake ComfyUI v0.8.0 server.")
     p.add_argument("--host", "--listen", dest="host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8188)
     p.add_argument("--output-dir", default="")

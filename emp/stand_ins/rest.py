@@ -1,6 +1,6 @@
 """A fake generic REST service, synchronous and asynchronous, for the ``rest`` connector.
 
-Run: ``python -m tests.fakes.rest --port N [--host H] [--step-ms 20]``; prints ``READY <url>``.
+Run: ``python -m emp.stand_ins.rest --port N [--host H] [--step-ms 20]``; prints ``READY <url>``.
 
 Endpoints:
 
@@ -46,7 +46,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import run_app
+from emp.stand_ins.serving import run_app
 
 DEFAULT_STEP_MS = 20
 MODELS = ["fake-rest-small", "fake-rest-large"]

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from emp import defaults
-from emp.demo_view import JobRow
+from emp.demo.view import JobRow
 from emp.model.matching import requirements_match
 from emp.model.requirements import canonical_from_text
 
@@ -90,7 +90,7 @@ COMFYUI_KIND = WorkerKind(
 )
 """The workers of the demo's GPU box: `emp machine up --gpus 2` runs a (stand-in) ComfyUI and one
 of these per fake GPU, driving it through the real ComfyUI connector. The demo does not start
-them itself: the machine agent does. Added when the fake ComfyUI of tests/fakes is available."""
+them itself: the machine agent does. Added when the fake ComfyUI of emp/stand_ins is available."""
 
 MACHINE_GPUS = 2
 
@@ -271,7 +271,7 @@ def expected_rows(
 
 
 def machine_toml(*, machine_id: str, gpus: int, base_port: int, step_ms: float, comfyui_out: Path, root: Path) -> str:
-    """The demo box's machine.toml: fake GPUs, the fake ComfyUI of tests/fakes per GPU (on the
+    """The demo box's machine.toml: fake GPUs, the fake ComfyUI of emp/stand_ins per GPU (on the
     CPU, as `--cpu` asks), a short drain and frequent reports (so the demo shows them)."""
     return f"""# written by emp demo
 [machine]
@@ -283,7 +283,7 @@ drain_timeout_s = {WORKER_DRAIN_S:g}
 capabilities = {{ pool = "demo" }}
 
 [services.comfyui]
-command = ["{{python}}", "-m", "tests.fakes.comfyui", "--listen", "127.0.0.1", "--port", "{{port}}",
+command = ["{{python}}", "-m", "emp.stand_ins.comfyui", "--listen", "127.0.0.1", "--port", "{{port}}",
            "--step-ms", "{step_ms:g}", "--output-dir", "{comfyui_out}/gpu{{gpu}}"]
 cwd = "{root}"
 base_port = {base_port}

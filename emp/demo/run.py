@@ -11,7 +11,7 @@ stream until each one reached the state it was meant to reach:
 - a job that fails transiently once: completed on attempt 2 (after a backoff);
 - a malformed job: failed at once, no retry;
 - a job that needs 80 GB, which no worker has: unworkable (after the grace period);
-- with the stand-in ComfyUI (the fake of tests/fakes, in a checkout): a GPU box, run by the
+- with the stand-in ComfyUI (the fake of emp/stand_ins, in a checkout): a GPU box, run by the
   machine agent (`emp machine up` with 2 fake GPUs: a ComfyUI and a worker per GPU, supervised),
   takes a txt2img job (KSampler progress, its PNG stored under
   ``<state_dir>/demo/<namespace>/outputs``), an image edit, and a workflow ComfyUI refuses (HTTP
@@ -52,7 +52,8 @@ from rich.live import Live
 from emp._ports import free_port_pair
 from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
-from emp.demo_fleet import (
+from emp.coordinator.maintenance import maintenance_loop
+from emp.demo.fleet import (
     COMFYUI_KIND,
     MACHINE_GPUS,
     WORKER_DRAIN_S,
@@ -64,7 +65,7 @@ from emp.demo_fleet import (
     machine_toml,
     worker_argv,
 )
-from emp.demo_view import (
+from emp.demo.view import (
     END_STATES,
     DemoEvent,
     DemoState,
@@ -74,7 +75,6 @@ from emp.demo_view import (
     render_demo,
     render_summary,
 )
-from emp.maintenance import maintenance_loop
 from emp.model.events import Event
 from emp.model.job import parse_submission
 from emp.redis import library
@@ -214,7 +214,7 @@ class Demo:
         if self.with_comfyui:
             await self._start_machine()
         else:
-            self._say("no stand-in ComfyUI here (tests/fakes is not installed): simulated workers only")
+            self._say("no stand-in ComfyUI here (emp/stand_ins is not installed): simulated workers only")
         self._start_workers()
         if not await self._wait_registered():
             return
@@ -253,7 +253,7 @@ class Demo:
     # -- workers ----------------------------------------------------------------------------------
 
     async def _start_machine(self) -> None:
-        """`emp machine up --gpus 2`: a GPU box with a stand-in ComfyUI (the fake of tests/fakes)
+        """`emp machine up --gpus 2`: a GPU box with a stand-in ComfyUI (the fake of emp/stand_ins)
         and a worker per fake GPU, supervised by the machine agent, as on a rented box."""
         step_ms = COMFYUI_STEP_MS * (1.0 if self.smoke else LIVE_PACE)
         config = self.log_dir / "machine.toml"

@@ -16,7 +16,7 @@ START_TIMEOUT_S = 20.0
 
 
 class FakeService(StandIn):
-    """``python -m tests.fakes.<module> --port <port> <args>``; ``url`` once started.
+    """``python -m emp.stand_ins.<module> --port <port> <args>``; ``url`` once started.
 
     The port stays the same across :meth:`restart`, as a supervised service's would. The log goes
     to ``<log_dir>/<module>-<port>.log`` when ``log_dir`` is given.

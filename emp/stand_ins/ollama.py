@@ -1,6 +1,6 @@
 """A faithful fake of the Ollama HTTP API, for tests and demos.
 
-Run: ``python -m tests.fakes.ollama --port N [--token-ms 5] [--models llama3.2:1b,qwen2.5:0.5b]``;
+Run: ``python -m emp.stand_ins.ollama --port N [--token-ms 5] [--models llama3.2:1b,qwen2.5:0.5b]``;
 prints ``READY http://127.0.0.1:N``.
 
 Shapes follow Ollama (reference/services.md section 2):
@@ -47,7 +47,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import run_app
+from emp.stand_ins.serving import run_app
 
 DEFAULT_MODELS = "llama3.2:1b,qwen2.5:0.5b"
 DEFAULT_MODEL = "llama3.2:1b"

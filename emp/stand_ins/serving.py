@@ -1,7 +1,7 @@
 """How a fake serves: in the caller's event loop, or as a process that prints the READY line.
 
-emp.stand_ins.StandIn (and tests.fakes.process.FakeService, built on it) starts
-``python -m tests.fakes.<name> --port N`` and waits for ``READY http://HOST:PORT`` on stdout; the
+emp.stand_ins.StandIn (and tests.fake_service.FakeService, built on it) starts
+``python -m emp.stand_ins.<name> --port N`` and waits for ``READY http://HOST:PORT`` on stdout; the
 process then runs until SIGTERM or SIGINT.
 """
 

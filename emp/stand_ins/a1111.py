@@ -1,6 +1,6 @@
 """A faithful fake of the A1111 (stable-diffusion-webui ``--nowebui``) API, for tests and demos.
 
-Run: ``python -m tests.fakes.a1111 --port N [--step-ms 20] [--models m1,m2] [--vram-pixels P]
+Run: ``python -m emp.stand_ins.a1111 --port N [--step-ms 20] [--models m1,m2] [--vram-pixels P]
 [--api-auth user:pass]``; prints ``READY http://127.0.0.1:N``.
 
 Shapes follow A1111 (reference/services.md section 1):
@@ -50,7 +50,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tests.fakes.serving import run_app
+from emp.stand_ins.serving import run_app
 
 DEFAULT_MODELS = "v1-5-pruned-emaonly,sd_xl_base_1.0"
 DEFAULT_VRAM_PIXELS = 2048 * 2048

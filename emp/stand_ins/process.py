@@ -1,13 +1,8 @@
-"""Stand-in services for `emp demo` and `emp bench`: the faithful fakes of ``tests/fakes``.
-
-The fakes (a ComfyUI v0.8.0, an A1111, an Ollama, a REST service) live with the tests, where
-they are checked against captured traffic of the real services. A checkout (``make demo``, an
-editable install) has them; an installed wheel does not, and then :func:`fakes_available` is
-False and callers say so (the demo then runs its simulated fleet only).
+"""Run a stand-in service as a child process: ``python -m emp.stand_ins.<name> --port P``.
 
 Each fake runs as a child process on a free loopback port, in a process group of its own, dies
 with its parent (PR_SET_PDEATHSIG), and writes its log to a file the caller chooses. The tests
-start their fakes with the same class (tests.fakes.process.FakeService).
+start their fakes with the same class (tests.fake_service.FakeService).
 """
 
 from __future__ import annotations
@@ -24,8 +19,9 @@ from typing import Self
 from emp import _process
 from emp._ports import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-FAKES_DIR = ROOT / "tests" / "fakes"
+STAND_INS_DIR = Path(__file__).resolve().parent
+ROOT = STAND_INS_DIR.parents[1]
+"""The directory that holds the ``emp`` package (a checkout's root, or site-packages)."""
 READY_PREFIX = "READY "
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
@@ -33,11 +29,11 @@ STOP_TIMEOUT_S = 5.0
 
 def fakes_available(name: str = "comfyui") -> bool:
     """True when this installation has the fake service ``name`` (a checkout does)."""
-    return (FAKES_DIR / f"{name}.py").is_file()
+    return (STAND_INS_DIR / f"{name}.py").is_file()
 
 
 class StandIn:
-    """One fake service process: ``python -m tests.fakes.<name> --port P <args>``.
+    """One fake service process: ``python -m emp.stand_ins.<name> --port P <args>``.
 
     The port stays the same across a stop and a new :meth:`start`. Without ``log_path`` the
     fake's log is dropped. ``die_with_parent=False`` for callers that may start it from a
@@ -56,7 +52,7 @@ class StandIn:
         die_with_parent: bool = True,
     ) -> None:
         if not fakes_available(name):
-            raise FileNotFoundError(f"no stand-in for {name}: {FAKES_DIR / (name + '.py')} is not there")
+            raise FileNotFoundError(f"no stand-in for {name}: {STAND_INS_DIR / (name + '.py')} is not there")
         self.name = name
         self.args = list(args)
         self.port = port or free_port()
@@ -67,14 +63,11 @@ class StandIn:
 
     def start(self) -> Self:
         """Start the fake and wait for its READY line; RuntimeError if it exits or is not ready in time."""
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path or os.devnull, "ab") as log:  # the child keeps its own descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", f"tests.fakes.{self.name}", "--port", str(self.port), *self.args],
-                cwd=ROOT,
-                env=env,
+                [sys.executable, "-m", f"emp.stand_ins.{self.name}", "--port", str(self.port), *self.args],
                 stdout=subprocess.PIPE,
                 stderr=log,
                 stdin=subprocess.DEVNULL,
