@@ -70,7 +70,32 @@ MAX_PAYLOAD_BYTES = 1_048_576
 through storage. Checked by the client and again inside the submit Function."""
 
 MAX_BATCH = 1000
-"""Jobs per submit Function call when submitting in bulk: keeps one call under a few ms."""
+"""Jobs per submit Function call when submitting in bulk: keeps one call under a few ms. The submit
+Function refuses a bigger batch; clients split theirs."""
+
+# -- submission limits: enforced by emp/model/job.py and again by submit.lua (a client that skips
+#    its own checks must not queue a job no worker or view can handle) ----------------------------
+
+SERVICE_NAME_MAX = 64
+"""Longest service name: it is part of queue keys and of every listing row; a longer one is a typo
+or an attack, never a real service."""
+
+JOB_ID_MAX = 200
+"""Longest job id: ids appear in keys, events and queue members; room enough for any uuid-based or
+app-prefixed id."""
+
+TEXT_FIELD_MAX = 200
+"""Longest customer_id / workflow_id: they name index keys (qc:, qwf:) and appear in events."""
+
+MAX_ATTEMPTS_CEILING = 100
+"""Largest max_attempts a job may ask for: beyond this a failing job would keep a GPU busy for hours."""
+
+MAX_MS = 10**15
+"""Upper bound of millisecond timestamps (year 33658): run_at and workflow_datetime above it are typos."""
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting accepted in a payload: ComfyUI graphs nest 4-6 levels; a deeper document is a
+mistake or an attack on the JSON parsers of every worker that reads it."""
 
 EVENTS_MAXLEN = 100_000
 """Approximate cap of the global event stream; views that fall further behind re-snapshot."""
@@ -80,6 +105,67 @@ JOB_EVENTS_MAXLEN = 200
 
 RETENTION_S = 7 * 24 * 3600
 """Terminal jobs (and their payload and events) expire after this."""
+
+OFFLINE_RECORD_TTL_S = 24 * 3600
+"""A worker or machine that went offline keeps its record this long, for post-mortems."""
+
+HISTORY_MAX = 20
+"""Attempt records kept in a job's history (the oldest go first): enough to see a pattern of failures
+without letting a job that fails forever grow its hash."""
+
+HISTORY_ERROR_MAX = 500
+ERROR_MAX = 2000
+EVENT_ERROR_MAX = 300
+"""Characters of an error text kept in an attempt record, in the job's ``error`` field and in an
+event: a traceback is cut, the first lines (where the cause is) are kept, and events stay small."""
+
+# -- Function internals and page sizes (every one reaches the Lua library through the generated
+#    table D; every page size a caller passes is clamped to its *_MAX) -------------------------------
+
+HEADS_PAGE = 16
+"""Signature heads a claim reads per round trip inside the Function: the best matching head is
+usually near the top, so one page is the common case."""
+
+HOUSEKEEP_EVERY_MS = 50
+"""A claim that finds work promotes due jobs and requeues expired leases at most this often per
+namespace: recovery within a blink, no extra reads on every claim of a busy fleet."""
+
+WAKE_LIST_TTL_MS = 60_000
+"""A wake list whose worker never read it (the process died) disappears after this."""
+
+LAPSED_SWEEP_PAGE = 100
+"""Lapsed service / machine entries removed from their liveness index per report: bounded work."""
+
+MAINTENANCE_PAGE_MAX = 1000
+"""Largest page a maintain / cleanup / mark_unworkable / revive_unworkable call accepts."""
+
+UNWORKABLE_PAGE = 500
+"""Jobs moved per mark / revive call (also what a registration that can run an unworkable signature
+revives at once; the maintenance pass moves the rest)."""
+
+LIST_PAGE = 50
+LIST_PAGE_MAX = 1000
+"""Rows of one listing call (emp jobs list), by default and at most: a page costs a few ms at most."""
+
+LIST_SCAN_MAX = 5000
+"""Index entries one listing call may pass over to fill a filtered page (a service filter on ended
+jobs, entries whose job expired): the page comes back short, with a cursor to go on."""
+
+COUNT_SCAN_PAGE = 5000
+"""Index entries one count call reads job by job (a service filter on scheduled, running and ended
+jobs, which have no per-service index): the client calls again with the cursor until done."""
+
+FLEET_PAGE = 500
+"""Workers, services or machines per listing call (live views page through them)."""
+
+JOB_EVENTS_PAGE = 100
+"""Recent events `emp jobs show` reads with a job (its stream holds about JOB_EVENTS_MAXLEN)."""
+
+SNAPSHOT_ACTIVE_JOBS = 200
+SNAPSHOT_WORKERS = 500
+SNAPSHOT_RECENT = 20
+"""Rows of a fleet snapshot by default: running jobs, live workers, recently ended jobs per status
+(each clamped to LIST_PAGE_MAX)."""
 
 UNWORKABLE_GRACE_S = 30.0
 """A job waits this long with no live matching worker before it is marked unworkable: fleets

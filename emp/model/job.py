@@ -32,6 +32,8 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from emp import defaults
+from emp.errors import JobValidationError
+from emp.model.events import Event
 from emp.model.matching import JobView
 from emp.model.requirements import (
     NEGATIVE,
@@ -44,15 +46,6 @@ from emp.model.requirements import (
 from emp.model.requirements import (
     json_kind as _kind,
 )
-
-
-class JobValidationError(ValueError):
-    """A submission was refused. ``problems``: one readable line per problem (``"field: what"``)."""
-
-    def __init__(self, problems: str | list[str]) -> None:
-        self.problems = [problems] if isinstance(problems, str) else list(problems)
-        super().__init__("\n".join(self.problems))
-
 
 # -- statuses ---------------------------------------------------------------------------------
 
@@ -105,14 +98,15 @@ def can_transition(a: JobStatus | str, b: JobStatus | str) -> bool:
 
 # -- field validators (messages are what users read: "priority: must be between 0 and 1000") ----
 
-_SERVICE_RE = re.compile(r"[a-z0-9][a-z0-9_.\-]{0,63}")
+# The submission limits live in emp/defaults.py; submit.lua enforces the same ones (from the generated table D).
+_SERVICE_RE = re.compile(rf"[a-z0-9][a-z0-9_.\-]{{0,{defaults.SERVICE_NAME_MAX - 1}}}")
 _BAD_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 SERVICE_ALIASES = ("service", "service_required", "job_type", "type")
 """Accepted names of the service field; the first one present (not null) wins."""
-ID_MAX = 200
-TEXT_MAX = 200
-MAX_MS = 10**15
+ID_MAX = defaults.JOB_ID_MAX
+TEXT_MAX = defaults.TEXT_FIELD_MAX
+MAX_MS = defaults.MAX_MS
 """Upper bound of millisecond timestamps (year 33658): also what the submit Function accepts."""
 
 
@@ -150,8 +144,8 @@ def _check_service(v: Any) -> Any:
         raise ValueError(f"must be a string, got {_kind(v)}")
     if not _SERVICE_RE.fullmatch(v):
         raise ValueError(
-            f"{v!r} is not a service name (1-64 lower-case letters, digits, '-', '_' or '.', starting with a letter "
-            "or digit)"
+            f"{v!r} is not a service name (1-{defaults.SERVICE_NAME_MAX} lower-case letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit)"
         )
     return v
 
@@ -207,7 +201,23 @@ def _check_payload(v: Any) -> Any:
         json.dumps(v, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"is not valid JSON ({exc})") from None
+    if json_depth(v, defaults.MAX_JSON_DEPTH) > defaults.MAX_JSON_DEPTH:
+        raise ValueError(f"is nested more than {defaults.MAX_JSON_DEPTH} levels deep")
     return v
+
+
+def json_depth(v: Any, limit: int) -> int:
+    """How deep objects and arrays nest in ``v`` (a scalar is 0), counted up to ``limit + 1`` at most."""
+    if not isinstance(v, dict | list) or limit < 0:
+        return 0
+    children = v.values() if isinstance(v, dict) else v
+    return 1 + max((json_depth(c, limit - 1) for c in children), default=0)
+
+
+def check_batch_size(n: int) -> None:
+    """One submit call takes 1 to ``defaults.MAX_BATCH`` jobs (clients split bigger batches)."""
+    if not 1 <= n <= defaults.MAX_BATCH:
+        raise JobValidationError(f"batch: {n} jobs, a submit call takes 1 to {defaults.MAX_BATCH}")
 
 
 def _check_requirements(v: Any) -> Any:
@@ -223,7 +233,7 @@ Priority = Annotated[int, BeforeValidator(_int_field(defaults.PRIORITY_MIN, defa
 OptPriority = Annotated[int | None, BeforeValidator(_int_field(defaults.PRIORITY_MIN, defaults.PRIORITY_MAX, True))]
 OptMs = Annotated[int | None, BeforeValidator(_int_field(0, MAX_MS, True))]
 OptCount = Annotated[int | None, BeforeValidator(_int_field(0, None, True))]
-Attempts = Annotated[int, BeforeValidator(_int_field(1, 100, False))]
+Attempts = Annotated[int, BeforeValidator(_int_field(1, defaults.MAX_ATTEMPTS_CEILING, False))]
 OptText = Annotated[str | None, BeforeValidator(_check_text)]
 
 
@@ -408,6 +418,8 @@ class Job:
     (flattened keys; submittable as they are), when known."""
     extra: dict[str, str] = field(default_factory=dict)
     """Hash fields this version does not know (kept, shown by --json)."""
+    events: list[Event] = field(default_factory=list)
+    """The job's most recent events, oldest first, when the reader asked for them (not in :meth:`to_dict`)."""
 
     @classmethod
     def from_hash(
@@ -468,9 +480,15 @@ class Job:
             avoid_until_ms=self.avoid_until,
         )
 
+    @property
+    def canonical(self) -> Canonical:
+        """The canonical requirements of the job's signature (empty when unknown)."""
+        return canonicalize(self.requirements)
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (every field; ``status`` as its string)."""
+        """A JSON-ready dict (every field but ``events``; ``status`` as its string)."""
         d = asdict(self)
+        del d["events"]
         d["status"] = str(self.status)
         return d
 

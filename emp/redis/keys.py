@@ -1,7 +1,9 @@
-"""Every Redis key name emp uses, one function each (the Lua twin is in functions/_lib.lua).
+"""Every Redis key name emp uses, one function each (the Lua twin is the table K in functions/_keys.lua).
 
 All keys live under one hash tag, ``{<namespace>}:``, so every Function call is valid on Redis
 Cluster and several namespaces can share one Redis. The schema is in docs/internals.md.
+tests/redis/test_keys.py holds every Lua builder against the method (or property) of the same name
+here: a key added on one side only fails it.
 """
 
 from __future__ import annotations
@@ -27,8 +29,25 @@ class Keys:
     def job_events(self, job_id: str) -> str:
         return f"{self.prefix}jobevents:{job_id}"
 
+    @property
+    def seq(self) -> str:
+        """INCR counter: submission order (the tie-break of equal scores)."""
+        return f"{self.prefix}seq"
+
     def queue(self, service: str, sig: str) -> str:
         return f"{self.prefix}q:{service}:{sig}"
+
+    def unworkable_queue(self, service: str, sig: str) -> str:
+        """Jobs of a signature judged unworkable (same members and scores as its queue)."""
+        return f"{self.prefix}uq:{service}:{sig}"
+
+    def workflow_queue(self, service: str, workflow_id: str) -> str:
+        """Secondary index of pending jobs by workflow (for workers restricted to one workflow)."""
+        return f"{self.prefix}qwf:{service}:{workflow_id}"
+
+    def customer_queue(self, service: str, customer_id: str) -> str:
+        """Secondary index of pending jobs by customer (for workers with an allowed-customers list)."""
+        return f"{self.prefix}qc:{service}:{customer_id}"
 
     def heads(self, service: str) -> str:
         return f"{self.prefix}heads:{service}"
@@ -41,6 +60,10 @@ class Keys:
 
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
+
+    def worker_matches(self, worker_id: str) -> str:
+        """A worker's match cache: sig -> "1"/"0" (dropped when it registers again)."""
+        return f"{self.prefix}wm:{worker_id}"
 
     def wake(self, token: str) -> str:
         return f"{self.prefix}wake:{token}"

@@ -1,8 +1,17 @@
 """Build, load and version-check the `emp` Redis Function library.
 
-The library is one text: ``#!lua name=emp``, a generated table ``D`` of defaults (from
-emp/defaults.py, so every default has one home), ``_lib.lua``, then every other ``*.lua`` file in
-name order. Its version is ``"<SCHEMA>:<digest of the text>"``.
+The library is one text, in this order:
+
+1. ``#!lua name=emp``;
+2. a generated table ``D`` of defaults (from emp/defaults.py through :data:`_LUA_DEFAULTS`, so every
+   limit and page size has one home) with the library's ``VERSION``;
+3. the includes, in the order of :data:`INCLUDES` (each may use what the ones before it define):
+   key builders, conventions, events, matching, one job's record, queues, housekeeping, claim;
+4. every operation file (``<operation>.lua``, which registers ``emp_<operation>``) in name order.
+
+Everything is one Lua chunk, so Lua's limit of 200 locals per function applies to the top level of
+the whole text: includes group related values in tables (``K``, the key builders) rather than add a
+local per name. The version is ``"<SCHEMA>:<digest of the text>"``.
 
 Every process calls :func:`ensure_loaded` at start-up. It loads the library unless the server
 already has this exact version, and refuses to replace a library with a newer SCHEMA (a rolling
@@ -30,6 +39,18 @@ SCHEMA = 1
 
 FUNCTIONS_DIR = Path(__file__).parent / "functions"
 
+INCLUDES = (
+    "_keys.lua",
+    "_util.lua",
+    "_events.lua",
+    "_matching.lua",
+    "_job.lua",
+    "_queue.lua",
+    "_housekeeping.lua",
+    "_claim.lua",
+)
+"""The shared includes (``_*.lua``) in load order; an include missing from this list is an error."""
+
 _LUA_DEFAULTS = {
     "PRIORITY": defaults.PRIORITY,
     "PRIORITY_MIN": defaults.PRIORITY_MIN,
@@ -50,7 +71,36 @@ _LUA_DEFAULTS = {
     "AVOID_WORKER_MS": defaults.AVOID_WORKER_MS,
     "RETENTION_S": defaults.RETENTION_S,
     "IDLE_TTL_MS": int(defaults.IDLE_TTL_S * 1000),
+    "MAX_PAYLOAD_BYTES": defaults.MAX_PAYLOAD_BYTES,
+    "MAX_BATCH": defaults.MAX_BATCH,
+    "SERVICE_NAME_MAX": defaults.SERVICE_NAME_MAX,
+    "JOB_ID_MAX": defaults.JOB_ID_MAX,
+    "TEXT_FIELD_MAX": defaults.TEXT_FIELD_MAX,
+    "MAX_ATTEMPTS_CEILING": defaults.MAX_ATTEMPTS_CEILING,
+    "MAX_MS": defaults.MAX_MS,
+    "MAX_JSON_DEPTH": defaults.MAX_JSON_DEPTH,
+    "OFFLINE_RECORD_TTL_S": defaults.OFFLINE_RECORD_TTL_S,
+    "HISTORY_MAX": defaults.HISTORY_MAX,
+    "HISTORY_ERROR_MAX": defaults.HISTORY_ERROR_MAX,
+    "ERROR_MAX": defaults.ERROR_MAX,
+    "EVENT_ERROR_MAX": defaults.EVENT_ERROR_MAX,
+    "HEADS_PAGE": defaults.HEADS_PAGE,
+    "HOUSEKEEP_EVERY_MS": defaults.HOUSEKEEP_EVERY_MS,
+    "WAKE_LIST_TTL_MS": defaults.WAKE_LIST_TTL_MS,
+    "LAPSED_SWEEP_PAGE": defaults.LAPSED_SWEEP_PAGE,
+    "MAINTENANCE_PAGE_MAX": defaults.MAINTENANCE_PAGE_MAX,
+    "UNWORKABLE_PAGE": defaults.UNWORKABLE_PAGE,
+    "LIST_PAGE": defaults.LIST_PAGE,
+    "LIST_PAGE_MAX": defaults.LIST_PAGE_MAX,
+    "LIST_SCAN_MAX": defaults.LIST_SCAN_MAX,
+    "COUNT_SCAN_PAGE": defaults.COUNT_SCAN_PAGE,
+    "FLEET_PAGE": defaults.FLEET_PAGE,
+    "JOB_EVENTS_PAGE": defaults.JOB_EVENTS_PAGE,
+    "SNAPSHOT_ACTIVE_JOBS": defaults.SNAPSHOT_ACTIVE_JOBS,
+    "SNAPSHOT_WORKERS": defaults.SNAPSHOT_WORKERS,
+    "SNAPSHOT_RECENT": defaults.SNAPSHOT_RECENT,
 }
+"""Every default the Lua library reads, as ``D.<NAME>`` (integers and strings only)."""
 
 
 def _lua_value(v: object) -> str:
@@ -59,12 +109,24 @@ def _lua_value(v: object) -> str:
     return repr(v)
 
 
+def lua_defaults() -> str:
+    """The fields of the generated table ``D`` (without VERSION), as Lua source."""
+    return ", ".join(f"{k} = {_lua_value(v)}" for k, v in sorted(_LUA_DEFAULTS.items()))
+
+
+def operation_files() -> list[Path]:
+    """Every operation file (``<operation>.lua``), in name order."""
+    return sorted(p for p in FUNCTIONS_DIR.glob("*.lua") if not p.name.startswith("_"))
+
+
 @lru_cache(maxsize=1)
 def library_source() -> tuple[str, str]:
     """Return (library text, version). Cached: the files do not change while a process runs."""
-    files = sorted(p for p in FUNCTIONS_DIR.glob("*.lua") if p.name != "_lib.lua")
-    body = [(FUNCTIONS_DIR / "_lib.lua").read_text()] + [p.read_text() for p in files]
-    consts = ", ".join(f"{k} = {_lua_value(v)}" for k, v in sorted(_LUA_DEFAULTS.items()))
+    found = {p.name for p in FUNCTIONS_DIR.glob("_*.lua")}
+    if found != set(INCLUDES):
+        raise RuntimeError(f"Lua includes {sorted(found)} differ from library.INCLUDES {sorted(INCLUDES)}")
+    body = [(FUNCTIONS_DIR / name).read_text() for name in INCLUDES] + [p.read_text() for p in operation_files()]
+    consts = lua_defaults()
     digest = hashlib.sha1((consts + "\n".join(body)).encode()).hexdigest()[:12]
     version = f"{SCHEMA}:{digest}"
     head = f"#!lua name=emp\nlocal D = {{{consts}, VERSION = {_lua_value(version)}}}\n"

@@ -10,7 +10,7 @@ import pytest
 from emp import defaults
 from emp.errors import JobNotFound
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     claim_job,
     events,

@@ -8,7 +8,7 @@ import pytest
 
 from emp.errors import JobValidationError
 from emp.redis.calls import Calls, ClaimedJob, NoJob, NotRegistered
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     LEASE_MS,
     SERVICE,
     caps_with,
@@ -19,6 +19,7 @@ from tests.redis.conftest import (
     job_events,
     job_hash,
     register,
+    server_clock_past,
     server_ms,
     sig_of,
     submit,
@@ -280,7 +281,7 @@ async def test_avoid_worker_after_resource_exhausted(calls: Calls) -> None:
     await register(calls, "w2")
     await submit(calls, "oom")
     got = await claim_job(calls, "w1")
-    out, _ = await calls.fail("oom", got.attempt, "w1", "resource_exhausted", "CUDA out of memory", 0.0)
+    out = await calls.fail("oom", got.attempt, "w1", "resource_exhausted", "CUDA out of memory", 0.0)
     assert out.code == "RETRY"
     member = (await calls.client.zrange(calls.keys.queue(SERVICE, sig_of(SERVICE)), 0, -1))[0]
     assert member[12] == "!", "an avoiding job is flagged in its member"
@@ -290,7 +291,7 @@ async def test_avoid_worker_after_resource_exhausted(calls: Calls) -> None:
 
 
 async def test_avoided_job_does_not_block_the_jobs_behind_it(calls: Calls) -> None:
-    """Regression (_lib.lua scan_heads): a worker without customer rules read only the head member of
+    """Regression (_claim.lua scan_heads): a worker without customer rules read only the head member of
     each matching queue; when that head avoided this worker (resource_exhausted), the whole
     signature was skipped for AVOID_WORKER_MS (60 s) although jobs it may run waited right behind.
     docs/internals.md: "If the head job fails a per-job rule it looks at most 16 deep"."""
@@ -376,8 +377,8 @@ async def test_claim_requeues_an_expired_lease_and_can_take_it(calls: Calls) -> 
     await claim_job(calls, "dead", lease_ms=1)
     # Wait for the server clock to pass the deadline.
     deadline = await calls.client.zscore(calls.keys.leases, "a")
-    while await server_ms(calls) <= deadline:
-        pass
+    assert deadline is not None
+    await server_clock_past(calls, deadline)
     got = await claim_job(calls, "alive", lease_ms=LEASE_MS)
     assert got.id == "a" and got.attempt == 2
     h = await job_hash(calls, "a")

@@ -8,13 +8,13 @@ import pytest
 
 from emp import defaults
 from emp.redis.calls import Calls, NotRegistered
-from tests.redis.conftest import (
+from tests.polling import wait_for
+from tests.redis.helpers import (
     SERVICE,
     claim,
     events,
     register,
     server_ms,
-    wait_for,
 )
 
 pytestmark = pytest.mark.anyio
@@ -55,7 +55,7 @@ async def test_a_lapsed_worker_is_told_to_register_again(calls: Calls) -> None:
 
 
 async def test_a_lapsed_workers_claim_says_not_registered(calls: Calls) -> None:
-    """Regression, claim side of the above (_lib.lua claim_next only checked that the hash exists):
+    """Regression, claim side of the above (_claim.lua claim_next only checked that the hash exists):
     a worker marked offline still claimed and ran jobs while missing from `workers` (invisible to
     live_workers, unworkable detection and the snapshot, and no worker_registered event)."""
     await register(calls, "paused", ttl_ms=50)

@@ -7,9 +7,8 @@ import json
 import pytest
 
 from emp import defaults
-from emp.errors import JobNotFound, StaleAttempt
-from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, Outcome
-from tests.redis.conftest import (
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, Outcome, OutcomeCode
+from tests.redis.helpers import (
     LEASE_MS,
     claim_job,
     events,
@@ -30,8 +29,8 @@ async def test_complete_ends_the_job(calls: Calls) -> None:
     await submit(calls, "a")
     got = await claim_job(calls, "w")
     t0 = await server_ms(calls)
-    outcome, nxt = await calls.complete("a", got.attempt, "w", json.dumps({"url": "file:///out.png"}))
-    assert outcome == Outcome("OK") and nxt is None
+    outcome = await calls.complete("a", got.attempt, "w", json.dumps({"url": "file:///out.png"}))
+    assert outcome == Outcome(OutcomeCode.OK) and outcome.next_claim is None
     h = await job_hash(calls, "a")
     assert h["status"] == "completed" and h["progress"] == "100" and int(h["finished_at"]) >= t0
     assert json.loads(h["result"]) == {"url": "file:///out.png"}
@@ -65,8 +64,7 @@ async def test_stale_complete_records_no_final_progress(calls: Calls) -> None:
     await submit(calls, "a")
     got = await claim_job(calls, "w")
     await calls.cancel("a", "user")
-    with pytest.raises(StaleAttempt):
-        await calls.complete("a", got.attempt, "w", "", final_message="done")
+    assert (await calls.complete("a", got.attempt, "w", "", final_message="done")).code == OutcomeCode.STALE
     assert "job_progress" not in [e["type"] for e in await job_events(calls, "a")]
     assert (await job_hash(calls, "a")).get("message", "") != "done"
 
@@ -77,7 +75,7 @@ async def test_complete_twice_returns_already_with_the_stored_result(calls: Call
     got = await claim_job(calls, "w")
     await calls.complete("a", got.attempt, "w", '{"n":1}')
     before = await job_state(calls, "a")
-    outcome, _ = await calls.complete("a", got.attempt, "w", '{"n":2}')
+    outcome = await calls.complete("a", got.attempt, "w", '{"n":2}')
     assert outcome == Outcome("ALREADY", ('{"n":1}',))
     assert await job_state(calls, "a") == before
     assert len(await events(calls, "job_completed")) == 1
@@ -96,9 +94,8 @@ async def test_stale_complete_is_refused_and_changes_nothing(calls: Calls) -> No
     first, second = await stale_setup(calls)
     before = await job_state(calls, "a")
     w2 = await calls.client.hgetall(calls.keys.worker("w2"))
-    with pytest.raises(StaleAttempt) as exc:
-        await calls.complete("a", first.attempt, "w1", '{"late":true}')
-    assert exc.value.current_attempt == str(second.attempt)
+    outcome = await calls.complete("a", first.attempt, "w1", '{"late":true}')
+    assert outcome.code == OutcomeCode.STALE and outcome.detail[1] == str(second.attempt)
     assert await job_state(calls, "a") == before
     assert await calls.client.hgetall(calls.keys.worker("w2")) == w2
 
@@ -108,8 +105,7 @@ async def test_complete_by_another_worker_is_stale(calls: Calls) -> None:
     await submit(calls, "a")
     got = await claim_job(calls, "w")
     before = await job_state(calls, "a")
-    with pytest.raises(StaleAttempt):
-        await calls.complete("a", got.attempt, "intruder")
+    assert (await calls.complete("a", got.attempt, "intruder")).code == OutcomeCode.STALE
     assert await job_state(calls, "a") == before
 
 
@@ -118,33 +114,32 @@ async def test_complete_after_cancel_is_stale(calls: Calls) -> None:
     await submit(calls, "a")
     got = await claim_job(calls, "w")
     await calls.cancel("a")
-    with pytest.raises(StaleAttempt) as exc:
-        await calls.complete("a", got.attempt, "w")
-    assert exc.value.status == "cancelled"
+    outcome = await calls.complete("a", got.attempt, "w")
+    assert outcome.code == OutcomeCode.STALE and outcome.detail[0] == "cancelled"
     assert (await job_hash(calls, "a"))["status"] == "cancelled"
 
 
 async def test_complete_of_an_unknown_job(calls: Calls) -> None:
-    with pytest.raises(JobNotFound):
-        await calls.complete("nope", 1, "w")
+    assert (await calls.complete("nope", 1, "w")).code == OutcomeCode.NOT_FOUND
 
 
 async def test_complete_with_next_claim_returns_the_next_job(calls: Calls) -> None:
     await register(calls, "w")
     await submit(calls, "a", "b")
     a = await claim_job(calls, "w")
-    outcome, nxt = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    outcome = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    nxt = outcome.next_claim
     assert outcome.code == "OK"
     assert isinstance(nxt, ClaimedJob) and nxt.id == "b" and nxt.attempt == 1
     assert (await job_hash(calls, "b"))["status"] == "in_progress"
     w = await calls.client.hgetall(calls.keys.worker("w"))
     assert w["status"] == "busy" and w["job"] == "b" and w["last_req"] == "r2"
     # A retried complete (lost reply) with the same request id: ALREADY, and the same next job.
-    outcome, again = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
-    assert outcome.code == "ALREADY" and again == nxt
+    outcome = await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    assert outcome.code == "ALREADY" and outcome.next_claim == nxt
     assert len(await events(calls, "job_started", "b")) == 1
     # Nothing left: the next claim is empty and the worker is idle.
-    _, last = await calls.complete("b", nxt.attempt, "w", "", NextClaim("r3", LEASE_MS, True, 3))
+    last = (await calls.complete("b", nxt.attempt, "w", "", NextClaim("r3", LEASE_MS, True, 3))).next_claim
     assert isinstance(last, NoJob)
     w = await calls.client.hgetall(calls.keys.worker("w"))
     assert w["status"] == "idle" and w["job"] == ""
@@ -153,7 +148,6 @@ async def test_complete_with_next_claim_returns_the_next_job(calls: Calls) -> No
 async def test_stale_complete_still_carries_the_next_claim(calls: Calls) -> None:
     first, _ = await stale_setup(calls)
     await submit(calls, "b")
-    with pytest.raises(StaleAttempt) as exc:
-        await calls.complete("a", first.attempt, "w1", "", NextClaim("r", LEASE_MS, True, 3))
-    nxt = exc.value.next_claim  # type: ignore[attr-defined]
-    assert isinstance(nxt, ClaimedJob) and nxt.id == "b"
+    outcome = await calls.complete("a", first.attempt, "w1", "", NextClaim("r", LEASE_MS, True, 3))
+    nxt = outcome.next_claim
+    assert outcome.code == OutcomeCode.STALE and isinstance(nxt, ClaimedJob) and nxt.id == "b"

@@ -7,10 +7,10 @@ import json
 import pytest
 
 from emp import defaults
-from emp.errors import JobNotFound, StaleAttempt
 from emp.model import retry as policy
-from emp.redis.calls import Calls, ClaimedJob, NextClaim, Outcome
-from tests.redis.conftest import (
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, Outcome, OutcomeCode
+from tests.polling import wait_for
+from tests.redis.helpers import (
     LEASE_MS,
     SERVICE,
     claim_ids,
@@ -24,7 +24,6 @@ from tests.redis.conftest import (
     sig_of,
     stale_setup,
     submit,
-    wait_for,
 )
 
 pytestmark = pytest.mark.anyio
@@ -38,8 +37,8 @@ async def running(calls: Calls, job_id: str = "a", worker: str = "w", **fields: 
 
 async def test_malformed_fails_after_one_attempt(calls: Calls) -> None:
     got = await running(calls, max_attempts=5)
-    outcome, nxt = await calls.fail("a", got.attempt, "w", "malformed", "bad prompt: missing node 7", 0.5)
-    assert outcome == Outcome("FAILED") and nxt is None
+    outcome = await calls.fail("a", got.attempt, "w", "malformed", "bad prompt: missing node 7", 0.5)
+    assert outcome == Outcome(OutcomeCode.FAILED) and outcome.next_claim is None
     h = await job_hash(calls, "a")
     assert h["status"] == "failed" and h["failure_class"] == "malformed" and h["tries"] == "1"
     assert h["error"] == "bad prompt: missing node 7"
@@ -58,7 +57,7 @@ async def test_malformed_fails_after_one_attempt(calls: Calls) -> None:
 async def test_transient_retries_through_scheduled_with_backoff_and_jitter(calls: Calls, r: float) -> None:
     got = await running(calls)
     t0 = await server_ms(calls)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "transient", "HTTP 502", r)
+    outcome = await calls.fail("a", got.attempt, "w", "transient", "HTTP 502", r)
     t1 = await server_ms(calls)
     delay = int(outcome.detail[0])
     assert outcome.code == "RETRY" and outcome.detail[1] == "scheduled"
@@ -82,7 +81,7 @@ async def test_a_retried_job_keeps_its_place_and_backoff_doubles(calls: Calls) -
     await submit(calls, "r", "later1")
     got = await claim_job(calls, "w")
     assert got.id == "r"
-    outcome, _ = await calls.fail("r", got.attempt, "w", "transient", "timeout talking to comfyui", 0.999999)
+    outcome = await calls.fail("r", got.attempt, "w", "transient", "timeout talking to comfyui", 0.999999)
     delay = int(outcome.detail[0])
     assert 500 <= delay < 501
     await submit(calls, "later2")
@@ -97,14 +96,14 @@ async def test_a_retried_job_keeps_its_place_and_backoff_doubles(calls: Calls) -
     again = await claim_job(calls, "w")
     assert again.id == "r", "the retried job goes back to its place, ahead of jobs submitted after it"
     assert again.attempt == 2
-    outcome, _ = await calls.fail("r", again.attempt, "w", "transient", "again", 0.0)
+    outcome = await calls.fail("r", again.attempt, "w", "transient", "again", 0.0)
     assert outcome == Outcome("RETRY", (str(2 * defaults.RETRY_BASE_MS), "scheduled"))
     assert await claim_ids(calls, "w") == ["later1", "later2"]
 
 
 async def test_exhausting_max_attempts_fails(calls: Calls) -> None:
     got = await running(calls, max_attempts=1)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "transient", "boom", 0.0)
+    outcome = await calls.fail("a", got.attempt, "w", "transient", "boom", 0.0)
     assert outcome == Outcome("FAILED")
     h = await job_hash(calls, "a")
     assert h["status"] == "failed" and h["tries"] == "1" and h["failure_class"] == "transient"
@@ -114,10 +113,10 @@ async def test_exhausting_max_attempts_fails(calls: Calls) -> None:
 async def test_counted_tries_add_up_across_classes(calls: Calls) -> None:
     await register(calls, "w2")
     got = await running(calls, max_attempts=2)
-    out1, _ = await calls.fail("a", got.attempt, "w", "resource_exhausted", "OOM", 0.0)
+    out1 = await calls.fail("a", got.attempt, "w", "resource_exhausted", "OOM", 0.0)
     assert out1.code == "RETRY"
     again = await claim_job(calls, "w2")
-    out2, _ = await calls.fail("a", again.attempt, "w2", "timeout", "took too long", 0.0)
+    out2 = await calls.fail("a", again.attempt, "w2", "timeout", "took too long", 0.0)
     assert out2 == Outcome("FAILED")
     h = await job_hash(calls, "a")
     assert h["tries"] == "2" and h["failure_class"] == "timeout"
@@ -127,7 +126,7 @@ async def test_counted_tries_add_up_across_classes(calls: Calls) -> None:
 async def test_resource_exhausted_is_pending_at_once_avoiding_the_worker(calls: Calls) -> None:
     got = await running(calls)
     t0 = await server_ms(calls)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "resource_exhausted", "CUDA OOM", 0.7)
+    outcome = await calls.fail("a", got.attempt, "w", "resource_exhausted", "CUDA OOM", 0.7)
     assert outcome == Outcome("RETRY", ("0", "pending"))
     h = await job_hash(calls, "a")
     assert h["status"] == "pending" and h["tries"] == "1" and h["avoid_worker"] == "w"
@@ -138,7 +137,7 @@ async def test_resource_exhausted_is_pending_at_once_avoiding_the_worker(calls: 
 
 async def test_service_unavailable_retries_without_counting_a_try(calls: Calls) -> None:
     got = await running(calls, max_attempts=1)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "service_unavailable", "comfyui is down", 0.5)
+    outcome = await calls.fail("a", got.attempt, "w", "service_unavailable", "comfyui is down", 0.5)
     assert outcome == Outcome("RETRY", (str(defaults.UNAVAILABLE_DELAY_MS), "scheduled"))
     h = await job_hash(calls, "a")
     assert h["status"] == "scheduled" and "tries" not in h and h["unavailable"] == "1"
@@ -147,14 +146,14 @@ async def test_service_unavailable_retries_without_counting_a_try(calls: Calls) 
 async def test_service_unavailable_fails_after_max_unavailable(calls: Calls) -> None:
     got = await running(calls)
     await calls.client.hset(calls.keys.job("a"), "unavailable", defaults.MAX_UNAVAILABLE - 1)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "service_unavailable", "still down", 0.0)
+    outcome = await calls.fail("a", got.attempt, "w", "service_unavailable", "still down", 0.0)
     assert outcome == Outcome("FAILED")
     assert (await job_hash(calls, "a"))["status"] == "failed"
 
 
 async def test_cancelled_class_cancels(calls: Calls) -> None:
     got = await running(calls)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "cancelled", "interrupted by the user", 0.0)
+    outcome = await calls.fail("a", got.attempt, "w", "cancelled", "interrupted by the user", 0.0)
     assert outcome == Outcome("CANCELLED")
     h = await job_hash(calls, "a")
     assert h["status"] == "cancelled" and h["failure_class"] == "cancelled" and "tries" not in h
@@ -164,7 +163,7 @@ async def test_cancelled_class_cancels(calls: Calls) -> None:
 
 async def test_unknown_class_is_stored_as_unknown_and_retried(calls: Calls) -> None:
     got = await running(calls)
-    outcome, _ = await calls.fail("a", got.attempt, "w", "weird-class", "??", 0.0)
+    outcome = await calls.fail("a", got.attempt, "w", "weird-class", "??", 0.0)
     assert outcome.code == "RETRY" and outcome.detail[1] == "scheduled"
     assert (await job_hash(calls, "a"))["failure_class"] == "unknown"
 
@@ -175,7 +174,7 @@ async def test_lua_follows_the_python_policy(calls: Calls, fclass: str, tries_be
     got = await running(calls, max_attempts=3)
     if tries_before:
         await calls.client.hset(calls.keys.job("a"), "tries", tries_before)
-    outcome, _ = await calls.fail("a", got.attempt, "w", fclass, "x", 0.25)
+    outcome = await calls.fail("a", got.attempt, "w", fclass, "x", 0.25)
     want = policy.decide(fclass, tries_before, 3, 0, 0.25)
     code = {"retry": "RETRY", "fail": "FAILED", "cancel": "CANCELLED"}[want.action]
     assert outcome.code == code, (fclass, want)
@@ -197,20 +196,19 @@ async def test_long_error_text_is_truncated(calls: Calls) -> None:
 async def test_stale_fail_is_refused_and_changes_nothing(calls: Calls) -> None:
     first, _ = await stale_setup(calls)
     before = await job_state(calls, "a")
-    with pytest.raises(StaleAttempt):
-        await calls.fail("a", first.attempt, "w1", "malformed", "late", 0.0)
+    assert (await calls.fail("a", first.attempt, "w1", "malformed", "late", 0.0)).code == OutcomeCode.STALE
     assert await job_state(calls, "a") == before
 
 
 async def test_fail_of_an_unknown_job(calls: Calls) -> None:
-    with pytest.raises(JobNotFound):
-        await calls.fail("nope", 1, "w", "transient", "x", 0.0)
+    assert (await calls.fail("nope", 1, "w", "transient", "x", 0.0)).code == OutcomeCode.NOT_FOUND
 
 
 async def test_fail_with_next_claim(calls: Calls) -> None:
     got = await running(calls)
     await submit(calls, "b")
-    outcome, nxt = await calls.fail("a", got.attempt, "w", "malformed", "bad", 0.0, NextClaim("r", LEASE_MS, True, 3))
+    outcome = await calls.fail("a", got.attempt, "w", "malformed", "bad", 0.0, NextClaim("r", LEASE_MS, True, 3))
+    nxt = outcome.next_claim
     assert outcome.code == "FAILED"
     assert isinstance(nxt, ClaimedJob) and nxt.id == "b"
     assert (await calls.client.hgetall(calls.keys.worker("w")))["job"] == "b"

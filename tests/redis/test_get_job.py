@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 
-from emp.model.job import Job
+from emp.model.job import Job, JobStatus
 from emp.model.requirements import canonicalize
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     claim_job,
     register,
@@ -28,13 +26,12 @@ async def test_unknown_job_is_none(calls: Calls) -> None:
 async def test_pending_job(calls: Calls) -> None:
     await submit(calls, {"id": "a", "payload": {"prompt": "x"}, "requirements": REQ, "customer_id": "acme"})
     got = await calls.get_job("a")
-    assert got is not None
-    assert got["fields"]["id"] == "a" and got["fields"]["status"] == "pending"
-    assert got["fields"]["customer_id"] == "acme" and got["fields"]["service"] == SERVICE
-    assert json.loads(got["payload"]) == {"prompt": "x"}
-    assert got["requirements"] == canonicalize(REQ).text
-    assert got["events"] == []
-    assert Job.from_hash(got["fields"], got["payload"], got["requirements"]).id == "a"
+    assert isinstance(got, Job)
+    assert got.id == "a" and got.status == JobStatus.PENDING
+    assert got.customer_id == "acme" and got.service == SERVICE
+    assert got.payload == {"prompt": "x"}
+    assert got.canonical.text == canonicalize(REQ).text
+    assert got.events == []
 
 
 async def test_events_in_order_and_limited(calls: Calls) -> None:
@@ -46,21 +43,22 @@ async def test_events_in_order_and_limited(calls: Calls) -> None:
     await calls.complete("a", got.attempt, "w", '{"ok":true}')
     full = await calls.get_job("a")
     assert full is not None
-    types = [e[1]["type"] for e in full["events"]]
+    types = [e.type for e in full.events]
     assert types == ["job_started", "job_progress", "job_progress", "job_progress", "job_completed"]
-    ids = [e[0] for e in full["events"]]
+    ids = [e.id for e in full.events]
     assert ids == sorted(ids, key=lambda i: tuple(int(x) for x in i.split("-")))
+    assert [e.data.get("progress") for e in full.events[1:4]] == [10, 20, 30]
     last2 = await calls.get_job("a", events=2)
-    assert last2 is not None and [e[1]["type"] for e in last2["events"]] == ["job_progress", "job_completed"]
+    assert last2 is not None and [e.type for e in last2.events] == ["job_progress", "job_completed"]
     none = await calls.get_job("a", events=0)
-    assert none is not None and none["events"] == []
-    assert full["fields"]["result"] == '{"ok":true}'
+    assert none is not None and none.events == []
+    assert full.result == {"ok": True}
 
 
 async def test_requirements_of_an_unworkable_signature_are_still_shown(calls: Calls) -> None:
     await submit(calls, {"id": "a", "requirements": REQ})
-    sig = (await calls.get_job("a"))["fields"]["sig"]  # type: ignore[index]
-    await calls.mark_unworkable(SERVICE, sig, 0)
+    sig = (await calls.get_job("a")).sig  # type: ignore[union-attr]
+    await calls.mark_unworkable(SERVICE, sig or "", 0)
     got = await calls.get_job("a")
-    assert got is not None and got["fields"]["status"] == "unworkable"
-    assert got["requirements"] == canonicalize(REQ).text
+    assert got is not None and got.status == JobStatus.UNWORKABLE
+    assert got.canonical.text == canonicalize(REQ).text

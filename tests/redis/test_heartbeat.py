@@ -6,7 +6,7 @@ import pytest
 from redis.exceptions import ResponseError
 
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     claim_job,
     register,
     server_ms,

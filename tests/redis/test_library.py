@@ -6,6 +6,7 @@ than the session's (other tests' Functions stay untouched).
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
 from emp.redis.embedded import EmbeddedRedis
-from tests.redis.conftest import MAX_PAYLOAD, wire
+from tests.redis.helpers import MAX_PAYLOAD, wire
 
 pytestmark = pytest.mark.anyio
 
@@ -92,7 +93,7 @@ async def test_calls_reload_the_library_after_function_flush(client: Redis) -> N
     # A read-only Function too.
     await client.function_flush()
     got = await calls.get_job("a")
-    assert got is not None and got["fields"]["status"] == "pending"
+    assert got is not None and got.status == "pending"
 
 
 async def test_refuses_to_replace_a_newer_schema(client: Redis) -> None:
@@ -119,18 +120,29 @@ async def test_replaces_an_older_schema(client: Redis) -> None:
 
 async def test_every_lua_file_registers_its_function_and_has_a_test_module() -> None:
     names = set(library.function_names())
-    tested_elsewhere = {
-        "mark_unworkable": "test_unworkable.py",
-        "revive_unworkable": "test_unworkable.py",
-        "version": "test_library.py",
-        "list_services": "test_service_status.py",
-        "machine_event": "test_machine_report.py",
-        "list_machines": "test_machine_report.py",
-    }
-    files = sorted(p.stem for p in library.FUNCTIONS_DIR.glob("*.lua") if p.name != "_lib.lua")
+    files = [p.stem for p in library.operation_files()]
     assert files, "no Functions found"
     for stem in files:
         assert f"emp_{stem}" in names, f"{stem}.lua does not register emp_{stem}"
-        module = tested_elsewhere.get(stem, f"test_{stem}.py")
-        assert (TESTS_DIR / module).is_file(), f"{stem}.lua has no tests/redis/{module}"
+        assert (TESTS_DIR / f"test_{stem}.py").is_file(), f"{stem}.lua has no tests/redis/test_{stem}.py"
     assert len(names) == len(files), "one Function per file"
+
+
+def test_the_includes_are_listed_in_load_order_and_register_nothing() -> None:
+    found = sorted(p.name for p in library.FUNCTIONS_DIR.glob("_*.lua"))
+    assert found == sorted(library.INCLUDES), "every include is in library.INCLUDES, and only those"
+    for name in library.INCLUDES:
+        assert "register_function" not in (library.FUNCTIONS_DIR / name).read_text(), name
+    text, _ = library.library_source()
+    positions = [text.index((library.FUNCTIONS_DIR / name).read_text()) for name in library.INCLUDES]
+    assert positions == sorted(positions)
+    assert text.index((library.FUNCTIONS_DIR / "claim.lua").read_text()) > positions[-1]
+
+
+def test_every_default_the_library_reads_comes_from_the_generated_table() -> None:
+    """No Lua file uses D.<NAME> that library.py does not generate (it would be nil at run time)."""
+    used: set[str] = set()
+    for path in library.FUNCTIONS_DIR.glob("*.lua"):
+        used |= set(re.findall(r"\bD\.([A-Z_]+)\b", path.read_text()))
+    generated = set(re.findall(r"(\w+) = ", library.lua_defaults()))
+    assert used - {"VERSION"} <= generated, sorted(used - {"VERSION"} - generated)

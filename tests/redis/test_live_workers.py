@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from emp.redis.calls import Calls, LiveWorker
-from tests.redis.conftest import (
+from tests.polling import wait_for
+from tests.redis.helpers import (
     SERVICE,
     caps_with,
     claim_job,
     register,
     submit,
-    wait_for,
 )
 
 pytestmark = pytest.mark.anyio

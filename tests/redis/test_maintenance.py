@@ -20,6 +20,7 @@ from emp.model.requirements import canonicalize
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -55,7 +56,11 @@ async def register(calls: Calls, worker_id: str, gpu_gb: int, services: tuple[st
 async def status(calls: Calls, job_id: str) -> str:
     job = await calls.get_job(job_id, events=1)
     assert job is not None
-    return str(job["fields"]["status"])
+    return str(job.status)
+
+
+async def status_is(calls: Calls, job_id: str, expected: str) -> bool:
+    return await status(calls, job_id) == expected
 
 
 async def signature_row(calls: Calls, service: str = "comfyui") -> dict[str, Any]:
@@ -76,13 +81,11 @@ async def test_unworkable_after_grace_then_revived_by_a_matching_worker(calls: C
     assert await status(calls, "j48") == "pending"
 
     # Once the head job has waited the grace, the signature is flagged and its job moved.
-    with anyio.fail_after(5):
-        while True:
-            marked, revived = await detect_unworkable(calls, grace_s=0.2)
-            if marked:
-                break
-            await anyio.sleep(0.05)
-    assert (marked, revived) == (1, 0)
+    async def marked_once() -> tuple[int, int] | None:
+        result = await detect_unworkable(calls, grace_s=0.2)
+        return result if result[0] else None
+
+    assert await wait_for(marked_once, what="the signature to be marked unworkable") == (1, 0)
     assert await status(calls, "j48") == "unworkable"
     row = await signature_row(calls)
     assert row["unworkable"] is True and row["unworkable_count"] == 1 and row["pending"] == 0
@@ -182,13 +185,9 @@ async def test_maintenance_loop_runs_until_stopped(calls: Calls) -> None:
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
         tg.start_soon(lambda: maintenance_loop(calls, interval_s=0.05, grace_s=0, max_lost=3, stop=stop))
-        with anyio.fail_after(5):
-            while await status(calls, "loop") != "unworkable":
-                await anyio.sleep(0.02)
+        await wait_for(lambda: status_is(calls, "loop", "unworkable"), what="the job to turn unworkable")
         await register(calls, "w48", 48)
-        with anyio.fail_after(5):
-            while await status(calls, "loop") != "pending":
-                await anyio.sleep(0.02)
+        await wait_for(lambda: status_is(calls, "loop", "pending"), what="the job to be revived")
         stop.set()
     # The task group exits only because the loop returned once stop was set.
 
@@ -207,9 +206,11 @@ async def test_maintenance_loop_survives_an_unreachable_redis(caplog: pytest.Log
                 tg.start_soon(
                     lambda: maintenance_loop(Calls(client, "tdown"), interval_s=0.02, grace_s=0, max_lost=3, stop=stop)
                 )
-                with anyio.fail_after(5):
-                    while len([r for r in caplog.records if "maintenance pass failed" in r.getMessage()]) < 3:
-                        await anyio.sleep(0.02)
+
+                async def three_failures() -> bool:
+                    return len([r for r in caplog.records if "maintenance pass failed" in r.getMessage()]) >= 3
+
+                await wait_for(three_failures, what="three failed passes")
                 stop.set()
     finally:
         await client.aclose()

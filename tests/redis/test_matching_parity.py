@@ -16,7 +16,7 @@ import pytest
 from emp.model.matching import JobView, can_run
 from emp.model.requirements import RequirementsError, canonicalize
 from emp.redis.calls import Calls, ClaimedJob, NoJob
-from tests.redis.conftest import MAX_PAYLOAD, claim, server_ms, wire
+from tests.redis.helpers import MAX_PAYLOAD, claim, server_ms, wire
 
 pytestmark = pytest.mark.anyio
 

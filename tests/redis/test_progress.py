@@ -9,7 +9,7 @@ from redis.exceptions import ResponseError
 
 from emp.errors import JobNotFound, StaleAttempt
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     claim_job,
     events,
     job_events,

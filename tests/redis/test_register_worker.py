@@ -8,7 +8,7 @@ import pytest
 
 from emp.errors import JobValidationError
 from emp.redis.calls import Calls, ClaimedJob, NoJob
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     caps_with,
     claim,

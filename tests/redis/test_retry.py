@@ -8,7 +8,7 @@ import pytest
 
 from emp.errors import JobNotFound, NotRetryable
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     claim_ids,
     claim_job,
@@ -52,7 +52,7 @@ async def test_retry_gives_the_job_its_attempts_back(calls: Calls) -> None:
     await calls.retry("a")
     again = await claim_job(calls, "w")
     assert again.attempt == 2
-    outcome, _ = await calls.fail("a", again.attempt, "w", "resource_exhausted", "oom", 0.0)
+    outcome = await calls.fail("a", again.attempt, "w", "resource_exhausted", "oom", 0.0)
     assert outcome.code == "FAILED", "max_attempts=1: one counted try after the retry"
 
 

@@ -7,9 +7,10 @@ import json
 import pytest
 from redis.exceptions import ResponseError
 
-from emp.model.services import ServiceRecord, summarize
+from emp.model.services import summarize
 from emp.redis.calls import Calls
-from tests.redis.conftest import events, wait_for
+from tests.polling import wait_for
+from tests.redis.helpers import events
 
 pytestmark = pytest.mark.anyio
 
@@ -26,8 +27,7 @@ RECORD = {
 
 async def test_report_stores_the_record_and_emits_an_event(calls: Calls) -> None:
     assert await calls.service_status("m1:comfyui:8188", "idle", 45_000, RECORD) is True
-    [raw] = await calls.list_services()
-    rec = ServiceRecord.from_raw(raw)
+    [rec] = await calls.list_services()
     assert (rec.id, rec.status, rec.connector, rec.machine_id) == ("m1:comfyui:8188", "idle", "comfyui", "m1")
     assert rec.services == ["comfyui", "comfyui-flux"] and rec.workers == ["m1-gpu0"]
     assert rec.info == {"comfyui_version": "0.8.0"} and rec.since_ms > 0
@@ -41,12 +41,12 @@ async def test_report_stores_the_record_and_emits_an_event(calls: Calls) -> None
 
 async def test_same_state_keeps_since_and_reports_unchanged(calls: Calls) -> None:
     await calls.service_status("s", "idle", 45_000, RECORD)
-    since = ServiceRecord.from_raw((await calls.list_services())[0]).since_ms
+    since = (await calls.list_services())[0].since_ms
     assert await calls.service_status("s", "idle", 45_000, RECORD) is False
-    rec = ServiceRecord.from_raw((await calls.list_services())[0])
+    rec = (await calls.list_services())[0]
     assert rec.since_ms == since and rec.updated_ms >= since
     assert await calls.service_status("s", "offline", 45_000, {**RECORD, "message": "connection refused"}) is True
-    rec = ServiceRecord.from_raw((await calls.list_services())[0])
+    rec = (await calls.list_services())[0]
     assert rec.status == "offline" and rec.message == "connection refused" and rec.since_ms >= since
     last = json.loads((await events(calls, "service_status"))[-1]["data"])
     assert (last["previous"], last["status"], last["changed"]) == ("idle", "offline", True)
@@ -57,7 +57,7 @@ async def test_a_lapsed_report_drops_out_of_the_view(calls: Calls) -> None:
     await calls.service_status("long", "active", 60_000, {**RECORD, "machine_id": "m2"})
 
     async def only_long() -> bool:
-        return [r["id"] for r in await calls.list_services()] == ["long"]
+        return [r.id for r in await calls.list_services()] == ["long"]
 
     await wait_for(only_long, what="the short-lived report to lapse")
     # The next report sweeps the lapsed member out of the index too.
@@ -98,7 +98,7 @@ async def test_fleet_summary_counts_up_services_per_connector(calls: Calls) -> N
     await calls.service_status("m2:c", "active", 45_000, {**RECORD, "machine_id": "m2"})
     await calls.service_status("m3:c", "offline", 45_000, {**RECORD, "machine_id": "m3"})
     await calls.service_status("m1:a", "starting", 45_000, {**RECORD, "connector": "a1111"})
-    summary = {s.connector: s for s in summarize([ServiceRecord.from_raw(r) for r in await calls.list_services()])}
+    summary = {s.connector: s for s in summarize(await calls.list_services())}
     assert summary["comfyui"].up == 2 and summary["comfyui"].total == 3
     assert summary["comfyui"].up_machines == ["m1", "m2"]
     assert summary["a1111"].up == 0 and summary["a1111"].by_state == {"starting": 1}

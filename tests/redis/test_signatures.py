@@ -6,7 +6,7 @@ import pytest
 
 from emp.model.requirements import canonicalize
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     claim_job,
     job_hash,

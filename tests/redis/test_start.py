@@ -6,7 +6,7 @@ import pytest
 
 from emp.errors import JobNotFound, StaleAttempt
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     claim_job,
     events,
     job_events,

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from redis.exceptions import ResponseError
 
+from emp import defaults
 from emp.errors import JobExists, JobValidationError
 from emp.model import score as score_mod
+from emp.model.job import check_batch_size, parse_submission
 from emp.model.requirements import canonicalize
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.polling import wait_for
+from tests.redis.helpers import (
     MAX_PAYLOAD,
     SERVICE,
     claim,
@@ -24,7 +28,6 @@ from tests.redis.conftest import (
     server_ms,
     sig_of,
     submit,
-    wait_for,
     wire,
 )
 
@@ -270,4 +273,77 @@ async def test_a_payload_that_is_not_json_is_refused(calls: Calls, payload: str)
     trusts the client's JSON and to make the worker fail such a job as malformed.)"""
     with pytest.raises(JobValidationError, match="payload"):
         await calls.submit([raw_wire("broken", payload=payload)], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+
+
+# -- the submission limits, on both sides (emp/defaults.py is their one home) --------------------
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """A JSON object whose objects nest ``depth`` levels deep (``{}`` is 1)."""
+    doc: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        doc = {"a": doc}
+    return doc
+
+
+OVER_THE_LIMIT: list[tuple[str, dict[str, Any]]] = [
+    ("service", {"service": "s" * (defaults.SERVICE_NAME_MAX + 1)}),
+    ("id", {"id": "i" * (defaults.JOB_ID_MAX + 1)}),
+    ("max_attempts", {"max_attempts": defaults.MAX_ATTEMPTS_CEILING + 1}),
+    ("customer_id", {"customer_id": "c" * (defaults.TEXT_FIELD_MAX + 1)}),
+    ("workflow_id", {"workflow_id": "w" * (defaults.TEXT_FIELD_MAX + 1)}),
+    ("payload", {"payload": nested(defaults.MAX_JSON_DEPTH + 1)}),
+    ("run_at", {"run_at": defaults.MAX_MS + 1}),
+]
+AT_THE_LIMIT: list[dict[str, Any]] = [
+    {"service": "s" * defaults.SERVICE_NAME_MAX},
+    {"id": "i" * defaults.JOB_ID_MAX},
+    {"max_attempts": defaults.MAX_ATTEMPTS_CEILING},
+    {"customer_id": "c" * defaults.TEXT_FIELD_MAX},
+    {"payload": nested(defaults.MAX_JSON_DEPTH)},
+]
+
+
+def by_hand(fields: dict[str, Any]) -> dict[str, Any]:
+    """The wire a client that skips its own checks would send for these fields."""
+    wire_fields = {k: json.dumps(v) if k == "payload" else v for k, v in fields.items()}
+    return raw_wire(wire_fields.pop("id", "j"), **wire_fields)
+
+
+@pytest.mark.parametrize(("field", "fields"), OVER_THE_LIMIT, ids=[c[0] for c in OVER_THE_LIMIT])
+async def test_a_limit_is_enforced_by_the_model_and_by_lua(calls: Calls, field: str, fields: dict[str, Any]) -> None:
+    with pytest.raises(JobValidationError, match=field):
+        parse_submission({"service": SERVICE, **fields})
+    with pytest.raises(JobValidationError, match=f"job 1: {field}"):
+        await calls.submit([by_hand(fields)], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+
+
+@pytest.mark.parametrize("fields", AT_THE_LIMIT, ids=lambda f: next(iter(f)))
+async def test_a_value_at_the_limit_is_accepted_by_both(calls: Calls, fields: dict[str, Any]) -> None:
+    parse_submission({"service": SERVICE, **fields})
+    assert await calls.submit([by_hand(fields)], MAX_PAYLOAD) == ["pending"]
+
+
+async def test_a_batch_over_max_batch_is_refused_by_both(calls: Calls) -> None:
+    with pytest.raises(JobValidationError, match="batch"):
+        check_batch_size(defaults.MAX_BATCH + 1)
+    check_batch_size(defaults.MAX_BATCH)
+    too_many = [raw_wire(f"j{i}") for i in range(defaults.MAX_BATCH + 1)]
+    with pytest.raises(JobValidationError, match="batch"):
+        await calls.submit(too_many, MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+    assert len(await calls.submit(too_many[:-1], MAX_PAYLOAD)) == defaults.MAX_BATCH
+
+
+async def test_an_oversized_payload_is_refused_by_both(calls: Calls) -> None:
+    big = {"x": "y" * defaults.MAX_PAYLOAD_BYTES}
+    with pytest.raises(JobValidationError, match="payload"):
+        parse_submission({"service": SERVICE, "payload": big}).to_wire()
+    with pytest.raises(JobValidationError, match="payload"):
+        await calls.submit([by_hand({"payload": big})], defaults.MAX_PAYLOAD_BYTES)
+    # No limit from the client at all: the library's own default applies.
+    with pytest.raises(JobValidationError, match="payload"):
+        await calls.submit([by_hand({"payload": big})], "")  # type: ignore[arg-type]
     assert await namespace_keys(calls) == set()

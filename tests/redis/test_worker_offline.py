@@ -7,7 +7,7 @@ import json
 import pytest
 
 from emp.redis.calls import Calls
-from tests.redis.conftest import (
+from tests.redis.helpers import (
     SERVICE,
     claim,
     claim_job,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from emp.redis.calls import Calls, ClaimedJob
-from tests.redis.conftest import SERVICE, claim, events, register, submit
+from tests.redis.helpers import SERVICE, claim, events, register, submit
 
 pytestmark = pytest.mark.anyio
 

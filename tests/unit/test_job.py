@@ -17,6 +17,8 @@ from emp.model.job import (
     JobSubmission,
     JobValidationError,
     can_transition,
+    check_batch_size,
+    json_depth,
     parse_submission,
 )
 from emp.model.requirements import canonicalize
@@ -429,3 +431,57 @@ def test_job_from_hash_refuses_garbage() -> None:
         Job.from_hash({"service": "x", "status": "pending"})
     with pytest.raises(ValueError):
         Job.from_hash(hash_fields(status="queued"))
+
+
+# -- submission limits (emp/defaults.py; submit.lua enforces the same: tests/redis/test_submit.py) --
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        doc = {"a": doc}
+    return doc
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"service": "s" * (defaults.SERVICE_NAME_MAX + 1)}, "service"),
+        ({"id": "i" * (defaults.JOB_ID_MAX + 1)}, "id: must be 1 to"),
+        ({"max_attempts": defaults.MAX_ATTEMPTS_CEILING + 1}, "max_attempts"),
+        ({"customer_id": "c" * (defaults.TEXT_FIELD_MAX + 1)}, "customer_id"),
+        ({"payload": _nested(defaults.MAX_JSON_DEPTH + 1)}, "nested more than"),
+        ({"payload": {"list": [[[[]]]], "deep": _nested(defaults.MAX_JSON_DEPTH)}}, "nested more than"),
+    ],
+)
+def test_submission_limits_refuse(fields: dict[str, Any], message: str) -> None:
+    with pytest.raises(JobValidationError, match=message):
+        parse_submission({"service": "comfyui", **fields})
+
+
+def test_submission_limits_accept_values_at_the_limit() -> None:
+    sub = parse_submission(
+        {
+            "service": "s" * defaults.SERVICE_NAME_MAX,
+            "id": "i" * defaults.JOB_ID_MAX,
+            "max_attempts": defaults.MAX_ATTEMPTS_CEILING,
+            "customer_id": "c" * defaults.TEXT_FIELD_MAX,
+            "payload": _nested(defaults.MAX_JSON_DEPTH),
+        }
+    )
+    assert sub.max_attempts == defaults.MAX_ATTEMPTS_CEILING
+
+
+def test_json_depth_counts_objects_and_arrays_and_stops_past_the_limit() -> None:
+    assert json_depth(1, 10) == 0
+    assert json_depth({}, 10) == 1
+    assert json_depth({"a": [1, {"b": []}]}, 10) == 4
+    assert json_depth(_nested(500), 10) == 11
+
+
+def test_batch_size() -> None:
+    check_batch_size(1)
+    check_batch_size(defaults.MAX_BATCH)
+    for n in (0, defaults.MAX_BATCH + 1):
+        with pytest.raises(JobValidationError, match="batch"):
+            check_batch_size(n)

@@ -5,6 +5,9 @@
   KEYS[1]  job:<id>
   ARGV[1]  P, ARGV[2] id, ARGV[3] reason
   Reply    {'OK', previous status} | {'TERMINAL', status} | {'NOT_FOUND'}
+  Errors   none
+  Events   job_cancelled {from, reason} (also on the job's stream); a running job's id is published
+           on the `cancel` channel
 ]]
 
 local function cancel(keys, args)
@@ -17,16 +20,16 @@ local function cancel(keys, args)
   if prev == 'pending' then
     dequeue(P, id, j)
   elseif prev == 'scheduled' then
-    redis.call('ZREM', P .. 'scheduled', id)
+    redis.call('ZREM', K.scheduled(P), id)
   elseif prev == 'unworkable' then
-    redis.call('ZREM', k_uqueue(P, j.service, j.sig), job_member(j, id))
-    redis.call('ZREM', P .. 'unworkable', id)
+    redis.call('ZREM', K.unworkable_queue(P, j.service, j.sig), job_member(j, id))
+    redis.call('ZREM', K.unworkable(P), id)
   elseif ACTIVE[prev] then
-    redis.call('ZREM', P .. 'leases', id)
+    redis.call('ZREM', K.leases(P), id)
     if nonempty(j.worker_id) then free_worker(P, j.worker_id, id) end
-    redis.call('PUBLISH', P .. 'cancel', id)
+    redis.call('PUBLISH', K.cancel_channel(P), id)
   end
-  redis.call('HSET', k_job(P, id), 'status', 'cancelled', 'finished_at', fmt(now), 'failure_class', 'cancelled',
+  redis.call('HSET', K.job(P, id), 'status', 'cancelled', 'finished_at', fmt(now), 'failure_class', 'cancelled',
     'error', nonempty(reason) and reason or 'cancelled')
   finish(P, now, id, 'cancelled')
   emit(P, now, 'job_cancelled', id, j.worker_id, j.attempt, '{"from":' .. json_str(prev) .. ',"reason":'

@@ -13,6 +13,9 @@
            {'EMPTY', next_due_ms|'', next_scheduled_ms|''}  nothing to run; the worker is now in
                                       the idle sets; next_due = the next scheduled job or lease deadline
            {'NO_WORKER'}              not registered (or registration expired): register again
+  Errors   EMP_INVALID lease_ms (nothing written)
+  Events   job_started (start = '1') or job_assigned; and those of the housekeeping it may do
+           (job_requeued, job_unworkable, job_failed: see _housekeeping.lua)
 ]]
 
 local function claim(keys, args)

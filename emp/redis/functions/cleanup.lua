@@ -5,31 +5,33 @@
   so no phantom worker stays listed.
 
   KEYS[1]  workers
-  ARGV[1]  P, ARGV[2] page size
+  ARGV[1]  P, ARGV[2] page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.MAINTENANCE_PAGE)
   Reply    {trimmed index entries, workers marked offline}
+  Errors   none
+  Events   worker_offline {reason: 'registration lapsed'} per worker marked offline
 ]]
 
 local function cleanup(keys, args)
-  local P, page = args[1], tonumber(args[2]) or D.MAINTENANCE_PAGE
+  local P, page = args[1], clamp(args[2], 1, D.MAINTENANCE_PAGE_MAX, D.MAINTENANCE_PAGE)
   local now = now_ms()
   local cutoff = now - D.RETENTION_S * 1000
   local trimmed = 0
-  for _, s in ipairs({'completed', 'failed', 'cancelled'}) do
-    local old = redis.call('ZRANGEBYSCORE', k_done(P, s), '-inf', cutoff, 'LIMIT', 0, page)
+  for _, s in ipairs(ENDED) do
+    local old = redis.call('ZRANGEBYSCORE', K.done(P, s), '-inf', cutoff, 'LIMIT', 0, page)
     if #old > 0 then
-      redis.call('ZREM', k_done(P, s), unpack(old))
+      redis.call('ZREM', K.done(P, s), unpack(old))
       trimmed = trimmed + #old
     end
   end
-  local lapsed = redis.call('ZRANGEBYSCORE', P .. 'workers', '-inf', now, 'LIMIT', 0, page)
+  local lapsed = redis.call('ZRANGEBYSCORE', K.workers(P), '-inf', now, 'LIMIT', 0, page)
   for _, wid in ipairs(lapsed) do
-    redis.call('ZREM', P .. 'workers', wid)
+    redis.call('ZREM', K.workers(P), wid)
     local W = load_worker(P, wid)
     if W then
-      for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', k_idle(P, s), wid) end
-      redis.call('HSET', k_worker(P, wid), 'status', 'offline', 'offline_at', fmt(now))
-      redis.call('EXPIRE', k_worker(P, wid), 86400)
-      redis.call('DEL', k_wmatch(P, wid))
+      for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
+      redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now))
+      redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)
+      redis.call('DEL', K.worker_matches(P, wid))
     end
     emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":"registration lapsed"}', false)
   end

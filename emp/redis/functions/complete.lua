@@ -11,6 +11,9 @@
            is always recorded without a round trip of its own
   Reply    {{'OK'} | {'ALREADY', result} | {'STALE', status, attempt} | {'NOT_FOUND'}, claim reply | {}}
            A second complete of the same attempt is a no-op that returns the stored result.
+  Errors   none (a refused complete is a STALE / NOT_FOUND reply, and the claim still happens)
+  Events   job_progress {progress: 100, message} when ARGV[11] is set, then job_completed; then those
+           of the claim (claim.lua)
 ]]
 
 local function complete(keys, args)
@@ -19,22 +22,22 @@ local function complete(keys, args)
   local j, err = current_attempt(P, id, attempt, wid)
   local outcome
   if err == 'STALE' and j.status == 'completed' and j.attempt == attempt then
-    outcome = {'ALREADY', redis.call('HGET', k_job(P, id), 'result') or ''}
+    outcome = {'ALREADY', redis.call('HGET', K.job(P, id), 'result') or ''}
   elseif err then
-    outcome = {err, j and j.status or '', j and j.attempt or ''}
+    outcome = stale_reply(j, err)
   else
-    local jkey = k_job(P, id)
+    local jkey = K.job(P, id)
     if nonempty(result) then
       redis.call('HSET', jkey, 'status', 'completed', 'finished_at', fmt(now), 'progress', '100', 'result', result)
     else
       redis.call('HSET', jkey, 'status', 'completed', 'finished_at', fmt(now), 'progress', '100')
     end
     if j.status == 'assigned' then redis.call('HSET', jkey, 'started_at', fmt(now)) end
-    redis.call('ZREM', P .. 'leases', id)
+    redis.call('ZREM', K.leases(P), id)
     finish(P, now, id, 'completed')
     -- The claim below sets the worker's status and job; without it, the worker is idle now.
     if args[6] ~= '1' then free_worker(P, wid, id) end
-    redis.call('HINCRBY', k_worker(P, wid), 'completed', 1)
+    redis.call('HINCRBY', K.worker(P, wid), 'completed', 1)
     if args[11] ~= nil and args[11] ~= '' then
       redis.call('HSET', jkey, 'message', args[11])
       emit(P, now, 'job_progress', id, wid, attempt, '{"progress":100,"message":' .. json_str(args[11]) .. '}', true)
@@ -44,7 +47,7 @@ local function complete(keys, args)
   end
   local nxt = {}
   if args[6] == '1' then
-    nxt = claim_next(P, now, wid, args[7], tonumber(args[8]), args[9] == '1', tonumber(args[10]) or D.MAX_LOST_LEASES)
+    nxt = claim_after(P, now, wid, args, 7)
   end
   return {outcome, nxt}
 end

@@ -16,6 +16,9 @@
            ARGV[12] max_lost
   Reply    {{'RETRY', delay_ms, status} | {'FAILED'} | {'CANCELLED'} | {'STALE', status, attempt} |
             {'NOT_FOUND'}, claim reply | {}}
+  Errors   none (a refused fail is a STALE / NOT_FOUND reply, and the claim still happens)
+  Events   job_retry {failure_class, delay_ms, error} | job_cancelled {reason} |
+           job_failed {failure_class, error}; then those of the claim (claim.lua)
 ]]
 
 local COUNTED_BACKOFF = {transient = true, timeout = true, worker_lost = true, unknown = true}
@@ -28,20 +31,20 @@ local function fail(keys, args)
   local j, err = current_attempt(P, id, attempt, wid, true)
   local outcome
   if err then
-    outcome = {err, j and j.status or '', j and j.attempt or ''}
+    outcome = stale_reply(j, err)
   else
     if fclass ~= 'malformed' and fclass ~= 'cancelled' and fclass ~= 'resource_exhausted'
       and fclass ~= 'service_unavailable' and not COUNTED_BACKOFF[fclass] then
       fclass = 'unknown'
     end
-    local jkey = k_job(P, id)
+    local jkey = K.job(P, id)
     local tries = tonumber(j.tries) or 0
     local max_attempts = tonumber(j.max_attempts) or D.MAX_ATTEMPTS
-    redis.call('ZREM', P .. 'leases', id)
+    redis.call('ZREM', K.leases(P), id)
     free_worker(P, wid, id)
-    redis.call('HINCRBY', k_worker(P, wid), 'failed', 1)
+    redis.call('HINCRBY', K.worker(P, wid), 'failed', 1)
     add_history(P, id, j, now, 'failed', fclass, errtext)
-    redis.call('HSET', jkey, 'failure_class', fclass, 'error', string.sub(errtext, 1, 2000))
+    redis.call('HSET', jkey, 'failure_class', fclass, 'error', string.sub(errtext, 1, D.ERROR_MAX))
     local action, delay = 'fail', 0
     if fclass == 'cancelled' then
       action = 'cancel'
@@ -65,10 +68,10 @@ local function fail(keys, args)
     end
     if action == 'retry' then
       local status = requeue(P, now, id, j, delay)
-      redis.call('HINCRBY', P .. 'stats', 'retried', 1)
+      redis.call('HINCRBY', K.stats(P), 'retried', 1)
       emit(P, now, 'job_retry', id, wid, attempt,
         '{"failure_class":' .. json_str(fclass) .. ',"delay_ms":' .. fmt(delay) .. ',"error":'
-        .. json_str(string.sub(errtext, 1, 300)) .. '}', true)
+        .. json_str(string.sub(errtext, 1, D.EVENT_ERROR_MAX)) .. '}', true)
       outcome = {'RETRY', delay, status}
     elseif action == 'cancel' then
       redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', fmt(now))
@@ -76,15 +79,15 @@ local function fail(keys, args)
       emit(P, now, 'job_cancelled', id, wid, attempt, '{"reason":"cancelled in service"}', true)
       outcome = {'CANCELLED'}
     else
-      fail_final(P, now, id, j, fclass, string.sub(errtext, 1, 2000))
+      fail_final(P, now, id, j, fclass, string.sub(errtext, 1, D.ERROR_MAX))
       emit(P, now, 'job_failed', id, wid, attempt,
-        '{"failure_class":' .. json_str(fclass) .. ',"error":' .. json_str(string.sub(errtext, 1, 300)) .. '}', true)
+        '{"failure_class":' .. json_str(fclass) .. ',"error":' .. json_str(string.sub(errtext, 1, D.EVENT_ERROR_MAX)) .. '}', true)
       outcome = {'FAILED'}
     end
   end
   local nxt = {}
   if args[8] == '1' then
-    nxt = claim_next(P, now, wid, args[9], tonumber(args[10]), args[11] == '1', tonumber(args[12]) or D.MAX_LOST_LEASES)
+    nxt = claim_after(P, now, wid, args, 9)
   end
   return {outcome, nxt}
 end

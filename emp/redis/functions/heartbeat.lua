@@ -6,6 +6,8 @@
   ARGV[5..] pairs of (job id, attempt) the worker is running
   Reply    {registered: 1|0, state_1, ..., state_n}, state = 'ok' | 'cancelled' | 'stale' | 'gone'
            registered = 0 tells the worker its registration lapsed: register again.
+  Errors   EMP_INVALID lease_ms / worker_ttl_ms (nothing written)
+  Events   none (liveness is not an event: views read the workers zset)
 ]]
 
 local function heartbeat(keys, args)
@@ -14,19 +16,19 @@ local function heartbeat(keys, args)
   local now = now_ms()
   -- A worker marked offline (its registration lapsed while it was paused) must register again,
   -- so views see it come back; its hash existing is not enough.
-  local wstatus = redis.call('HGET', k_worker(P, wid), 'status')
+  local wstatus = redis.call('HGET', K.worker(P, wid), 'status')
   local registered = 0
   if wstatus and wstatus ~= 'offline' then registered = 1 end
   if registered == 1 then
-    redis.call('ZADD', P .. 'workers', now + ttl_ms, wid)
-    redis.call('HSET', k_worker(P, wid), 'last_seen', fmt(now))
+    redis.call('ZADD', K.workers(P), now + ttl_ms, wid)
+    redis.call('HSET', K.worker(P, wid), 'last_seen', fmt(now))
   end
   local reply = {registered}
   for i = 5, #args - 1, 2 do
     local id, attempt = args[i], args[i + 1]
     local j, err = current_attempt(P, id, attempt, wid)
     if err == nil then
-      redis.call('ZADD', P .. 'leases', 'XX', now + lease_ms, id)
+      redis.call('ZADD', K.leases(P), 'XX', now + lease_ms, id)
       reply[#reply + 1] = 'ok'
     elseif j == nil then
       reply[#reply + 1] = 'gone'

@@ -3,17 +3,22 @@
   capabilities, for unworkable detection and `emp jobs explain`.
 
   KEYS[1]  workers
-  ARGV[1]  P, ARGV[2] offset, ARGV[3] count
+  ARGV[1]  P, ARGV[2] offset (clamped to >= 0), ARGV[3] count (clamped to 1..D.LIST_PAGE_MAX,
+           '' = D.FLEET_PAGE)
   Reply    {wid_1, caps_1, services_1, status_1, job_1, machine_1, wid_2, ...}
+  Errors   none
+  Events   none
 ]]
 
 local function live_workers(keys, args)
-  local P, offset, count = args[1], tonumber(args[2]) or 0, tonumber(args[3]) or 500
+  local P = args[1]
+  local offset = clamp(args[2], 0, D.MAX_MS, 0)
+  local count = clamp(args[3], 1, D.LIST_PAGE_MAX, D.FLEET_PAGE)
   local now = now_ms()
-  local ids = redis.call('ZRANGEBYSCORE', P .. 'workers', now, '+inf', 'LIMIT', offset, count)
+  local ids = redis.call('ZRANGEBYSCORE', K.workers(P), now, '+inf', 'LIMIT', offset, count)
   local out = {}
   for _, wid in ipairs(ids) do
-    local v = redis.call('HMGET', k_worker(P, wid), 'caps', 'services', 'status', 'job', 'machine_id')
+    local v = redis.call('HMGET', K.worker(P, wid), 'caps', 'services', 'status', 'job', 'machine_id')
     if v[1] then
       out[#out + 1] = wid
       for i = 1, 5 do out[#out + 1] = v[i] or '' end

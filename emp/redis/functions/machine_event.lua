@@ -9,6 +9,8 @@
   KEYS[1]  machine:<mid>   KEYS[2]  machines
   ARGV[1]  P, ARGV[2] mid, ARGV[3] event type, ARGV[4] data: JSON object, ARGV[5] ttl_ms
   Reply    {'OK'}
+  Errors   EMP_INVALID machine id | event type | ttl_ms | data: not a JSON object (nothing written)
+  Events   the event itself (machine_startup, machine_step, ...) with fields machine and data
 ]]
 
 local MACHINE_EVENTS = {machine_startup = 'starting', machine_step = nil, machine_ready = 'ready',
@@ -24,7 +26,7 @@ local function machine_event(keys, args)
   local ok, t = pcall(cjson.decode, data or '')
   if not ok or type(t) ~= 'table' then return invalid('data: not a JSON object') end
   local now = now_ms()
-  local key = P .. 'machine:' .. mid
+  local key = K.machine(P, mid)
   local status = MACHINE_EVENTS[etype]
   redis.call('HSET', key, 'id', mid, 'updated', fmt(now), 'last_event', etype)
   if status then redis.call('HSET', key, 'status', status) end
@@ -32,14 +34,13 @@ local function machine_event(keys, args)
   if etype == 'machine_ready' then redis.call('HSET', key, 'ready_at', fmt(now)) end
   if etype == 'machine_shutdown' then
     redis.call('HSET', key, 'offline_at', fmt(now))
-    redis.call('ZREM', P .. 'machines', mid)
-    redis.call('EXPIRE', key, 86400)
+    redis.call('ZREM', K.machines(P), mid)
+    redis.call('EXPIRE', key, D.OFFLINE_RECORD_TTL_S)
   else
     redis.call('PEXPIRE', key, ttl_ms)
-    redis.call('ZADD', P .. 'machines', now + ttl_ms, mid)
+    redis.call('ZADD', K.machines(P), now + ttl_ms, mid)
   end
-  local fields = {'type', etype, 'ts', fmt(now), 'machine', mid, 'data', data}
-  redis.call('XADD', P .. 'events', 'MAXLEN', '~', D.EVENTS_MAXLEN, '*', unpack(fields))
+  append_event(P, {'type', etype, 'ts', fmt(now), 'machine', mid, 'data', data})
   return {'OK'}
 end
 

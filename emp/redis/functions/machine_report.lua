@@ -6,7 +6,9 @@
   KEYS[1]  machine:<mid>   KEYS[2]  machines (zset: mid -> expiry ms)
   ARGV[1]  P, ARGV[2] mid, ARGV[3] ttl_ms, ARGV[4] record: JSON object
            {status, host{}, gpus[], processes[], workers[], services[], health_url, started_at, ready_at}
-  Reply    {'OK'} (no event: lifecycle changes go through emp_machine_event)
+  Reply    {'OK'}
+  Errors   EMP_INVALID machine id | ttl_ms | record: not a JSON object (nothing written)
+  Events   none (lifecycle changes go through emp_machine_event)
 ]]
 
 local function machine_report(keys, args)
@@ -16,13 +18,12 @@ local function machine_report(keys, args)
   local ok, rec = pcall(cjson.decode, record or '')
   if not ok or type(rec) ~= 'table' then return invalid('record: not a JSON object') end
   local now = now_ms()
-  local key = P .. 'machine:' .. mid
+  local key = K.machine(P, mid)
   redis.call('HSET', key, 'id', mid, 'record', record, 'updated', fmt(now))
   if nonempty(rec.status) then redis.call('HSET', key, 'status', tostring(rec.status)) end
   redis.call('PEXPIRE', key, ttl_ms)
-  redis.call('ZADD', P .. 'machines', now + ttl_ms, mid)
-  local lapsed = redis.call('ZRANGEBYSCORE', P .. 'machines', '-inf', now, 'LIMIT', 0, 100)
-  if #lapsed > 0 then redis.call('ZREM', P .. 'machines', unpack(lapsed)) end
+  redis.call('ZADD', K.machines(P), now + ttl_ms, mid)
+  sweep_lapsed(K.machines(P), now)
   return {'OK'}
 end
 

@@ -4,12 +4,17 @@
   happens whoever is alive. Idempotent: a lease is requeued once (the ZREM decides who does it).
 
   KEYS[1]  leases
-  ARGV[1]  P, ARGV[2] page size, ARGV[3] max_lost
+  ARGV[1]  P, ARGV[2] page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.MAINTENANCE_PAGE),
+  ARGV[3]  max_lost ('' = D.MAX_LOST_LEASES)
   Reply    {promoted, requeued, next_due_ms|''}
+  Errors   none
+  Events   job_requeued {from: 'scheduled'} | job_unworkable (promoted jobs);
+           job_requeued {reason: 'lease_expired', lost} | job_failed {failure_class: 'worker_lost'}
 ]]
 
 local function maintain(keys, args)
-  local P, page, max_lost = args[1], tonumber(args[2]) or D.MAINTENANCE_PAGE, tonumber(args[3]) or D.MAX_LOST_LEASES
+  local P, page = args[1], clamp(args[2], 1, D.MAINTENANCE_PAGE_MAX, D.MAINTENANCE_PAGE)
+  local max_lost = tonumber(args[3]) or D.MAX_LOST_LEASES
   local now = now_ms()
   local promoted = promote_due(P, now, page)
   local requeued = requeue_expired(P, now, page, max_lost)

@@ -4,27 +4,31 @@
   Refused while the signature's head job is younger than the grace period (fleets restart).
 
   KEYS[1]  sigs:<service>
-  ARGV[1]  P, ARGV[2] service, ARGV[3] sig, ARGV[4] grace_ms, ARGV[5] page size
+  ARGV[1]  P, ARGV[2] service, ARGV[3] sig, ARGV[4] grace_ms,
+  ARGV[5]  page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.UNWORKABLE_PAGE)
   Reply    {'OK', moved, remaining} | {'TOO_SOON'} | {'NOT_FOUND'}
+  Errors   none
+  Events   job_unworkable {reason} per job moved
 ]]
 
 local function mark_unworkable(keys, args)
-  local P, svc, sig, grace, page = args[1], args[2], args[3], tonumber(args[4]) or 0, tonumber(args[5]) or 500
+  local P, svc, sig, grace = args[1], args[2], args[3], tonumber(args[4]) or 0
+  local page = clamp(args[5], 1, D.MAINTENANCE_PAGE_MAX, D.UNWORKABLE_PAGE)
   local now = now_ms()
-  local text = redis.call('HGET', k_sigs(P, svc), sig)
-  local flagged = redis.call('HGET', k_usigs(P, svc), sig)
+  local text = redis.call('HGET', K.sigs(P, svc), sig)
+  local flagged = redis.call('HGET', K.usigs(P, svc), sig)
   if not text and not flagged then return {'NOT_FOUND'} end
-  local qkey = k_queue(P, svc, sig)
+  local qkey = K.queue(P, svc, sig)
   local head = redis.call('ZRANGE', qkey, 0, 0)
   if head[1] then
-    local created = tonumber(redis.call('HGET', k_job(P, member_id(head[1])), 'created_at')) or 0
+    local created = tonumber(redis.call('HGET', K.job(P, member_id(head[1])), 'created_at')) or 0
     if created > now - grace then return {'TOO_SOON'} end
   end
   if text then
-    redis.call('HDEL', k_sigs(P, svc), sig)
-    redis.call('HSET', k_usigs(P, svc), sig, text)
+    redis.call('HDEL', K.sigs(P, svc), sig)
+    redis.call('HSET', K.usigs(P, svc), sig, text)
   elseif string.sub(flagged, 1, 1) == '~' then
-    redis.call('HSET', k_usigs(P, svc), sig, string.sub(flagged, 2))
+    redis.call('HSET', K.usigs(P, svc), sig, string.sub(flagged, 2))
   end
   local members = redis.call('ZRANGE', qkey, 0, page - 1, 'WITHSCORES')
   local old_head = members[1]
@@ -35,11 +39,11 @@ local function mark_unworkable(keys, args)
     local j = load_job(P, id)
     redis.call('ZREM', qkey, m)
     if j then
-      if nonempty(j.workflow_id) then redis.call('ZREM', k_qwf(P, svc, j.workflow_id), m) end
-      if nonempty(j.customer_id) then redis.call('ZREM', k_qc(P, svc, j.customer_id), m) end
-      redis.call('ZADD', k_uqueue(P, svc, sig), score, m)
-      redis.call('ZADD', P .. 'unworkable', now, id)
-      redis.call('HSET', k_job(P, id), 'status', 'unworkable')
+      if nonempty(j.workflow_id) then redis.call('ZREM', K.workflow_queue(P, svc, j.workflow_id), m) end
+      if nonempty(j.customer_id) then redis.call('ZREM', K.customer_queue(P, svc, j.customer_id), m) end
+      redis.call('ZADD', K.unworkable_queue(P, svc, sig), score, m)
+      redis.call('ZADD', K.unworkable(P), now, id)
+      redis.call('HSET', K.job(P, id), 'status', 'unworkable')
       emit(P, now, 'job_unworkable', id, nil, nil, '{"reason":"no live worker matches its requirements"}', true)
       moved = moved + 1
     end

@@ -4,19 +4,21 @@
   KEYS[1]  job:<id>
   ARGV[1]  P, ARGV[2] id, ARGV[3] attempt, ARGV[4] wid, ARGV[5] progress 0..100, ARGV[6] message,
   ARGV[7]  data JSON object ('' = none): extra fields for the event (step counts, ETA)
-  Reply    {'OK'} | {'STALE', status, attempt} | {'NOT_FOUND'}   (a cancelled job is STALE/cancelled)
+  Reply    {'OK'} | {'STALE', status, attempt} | {'NOT_FOUND', '', ''}   (a cancelled job is STALE/cancelled)
+  Errors   EMP_INVALID progress must be 0..100 (nothing written)
+  Events   job_progress {progress, message, ...data}
 ]]
 
 local function progress(keys, args)
   local P, id, attempt, wid, pct, msg, data = args[1], args[2], args[3], args[4], tonumber(args[5]), args[6], args[7]
   if not pct or pct < 0 or pct > 100 then return invalid('progress must be 0..100') end
   local j, err = current_attempt(P, id, attempt, wid)
-  if err then return {err, j and j.status or '', j and j.attempt or ''} end
+  if err then return stale_reply(j, err) end
   local now = now_ms()
   if nonempty(msg) then
-    redis.call('HSET', k_job(P, id), 'progress', args[5], 'message', msg)
+    redis.call('HSET', K.job(P, id), 'progress', args[5], 'message', msg)
   else
-    redis.call('HSET', k_job(P, id), 'progress', args[5])
+    redis.call('HSET', K.job(P, id), 'progress', args[5])
   end
   local ev = '{"progress":' .. args[5]
   if nonempty(msg) then ev = ev .. ',"message":' .. json_str(msg) end

@@ -8,7 +8,9 @@
   ARGV[8]  'paused' when its service is not up yet (it registers, so its capabilities count, but
            is not seen as taking jobs until it claims); anything else: 'idle'
   Reply    {'OK', revived}  revived: unworkable jobs this worker can run, moved back to the queue
-  Errors   EMP_INVALID when caps are not a JSON object or services are empty (nothing written)
+  Errors   EMP_INVALID when the id or services are empty, worker_ttl_ms is not positive or caps are not
+           a JSON object (nothing written)
+  Events   worker_registered {machine_id, services}; job_requeued {from: 'unworkable'} per job revived
 ]]
 
 local function register_worker(keys, args)
@@ -33,15 +35,15 @@ local function register_worker(keys, args)
   local status = 'idle'
   if args[8] == 'paused' then status = 'paused' end
   local now = now_ms()
-  local wkey = k_worker(P, wid)
+  local wkey = K.worker(P, wid)
   -- Leave the idle sets of services it no longer serves.
-  for _, s in ipairs(split_csv(redis.call('HGET', wkey, 'services'))) do redis.call('ZREM', k_idle(P, s), wid) end
-  redis.call('DEL', k_wmatch(P, wid))
+  for _, s in ipairs(split_csv(redis.call('HGET', wkey, 'services'))) do redis.call('ZREM', K.idle(P, s), wid) end
+  redis.call('DEL', K.worker_matches(P, wid))
   redis.call('HSET', wkey, 'id', wid, 'machine_id', machine or '', 'services', services, 'caps', caps_text,
     'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', status, 'job', '',
     'registered_at', fmt(now), 'last_seen', fmt(now))
   redis.call('PERSIST', wkey)
-  redis.call('ZADD', P .. 'workers', now + ttl, wid)
+  redis.call('ZADD', K.workers(P), now + ttl, wid)
   emit(P, now, 'worker_registered', nil, wid, nil,
     '{"machine_id":' .. json_str(machine or '') .. ',"services":' .. json_str(services) .. '}', false)
   -- A worker that can run an unworkable signature revives it at once (one page; the maintenance
@@ -49,9 +51,9 @@ local function register_worker(keys, args)
   local W = {id = wid, P = P, caps_t = caps}
   local revived = 0
   for _, svc in ipairs(split_csv(services)) do
-    for _, sig in ipairs(redis.call('HKEYS', k_usigs(P, svc))) do
+    for _, sig in ipairs(redis.call('HKEYS', K.usigs(P, svc))) do
       if sig_matches(P, W, svc, sig) then
-        revived = revived + (revive_signature(P, now, svc, sig, D.MAINTENANCE_PAGE * 5) or 0)
+        revived = revived + (revive_signature(P, now, svc, sig, D.UNWORKABLE_PAGE) or 0)
       end
     end
   end

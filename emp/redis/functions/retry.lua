@@ -5,6 +5,8 @@
   KEYS[1]  job:<id>
   ARGV[1]  P, ARGV[2] id
   Reply    {'OK', status} | {'NOT_RETRYABLE', status} | {'NOT_FOUND'}
+  Errors   none
+  Events   job_retry {manual: true, from}
 ]]
 
 local function retry(keys, args)
@@ -14,21 +16,21 @@ local function retry(keys, args)
   local prev = j.status
   if prev ~= 'failed' and prev ~= 'cancelled' and prev ~= 'unworkable' then return {'NOT_RETRYABLE', prev} end
   local now = now_ms()
-  local jkey = k_job(P, id)
+  local jkey = K.job(P, id)
   if prev == 'unworkable' then
-    redis.call('ZREM', k_uqueue(P, j.service, j.sig), job_member(j, id))
-    redis.call('ZREM', P .. 'unworkable', id)
+    redis.call('ZREM', K.unworkable_queue(P, j.service, j.sig), job_member(j, id))
+    redis.call('ZREM', K.unworkable(P), id)
     -- Give the whole signature another chance; maintenance judges it again after the grace period.
-    local text = redis.call('HGET', k_usigs(P, j.service), j.sig)
+    local text = redis.call('HGET', K.usigs(P, j.service), j.sig)
     if text and string.sub(text, 1, 1) ~= '~' then
-      redis.call('HSET', k_usigs(P, j.service), j.sig, '~' .. text)
-      redis.call('HSET', k_sigs(P, j.service), j.sig, text)
+      redis.call('HSET', K.usigs(P, j.service), j.sig, '~' .. text)
+      redis.call('HSET', K.sigs(P, j.service), j.sig, text)
     end
   else
-    redis.call('ZREM', k_done(P, prev), id)
+    redis.call('ZREM', K.done(P, prev), id)
     redis.call('PERSIST', jkey)
-    redis.call('PERSIST', k_payload(P, id))
-    redis.call('PERSIST', k_jevents(P, id))
+    redis.call('PERSIST', K.payload(P, id))
+    redis.call('PERSIST', K.job_events(P, id))
   end
   redis.call('HDEL', jkey, 'tries', 'lost', 'unavailable', 'finished_at', 'result', 'avoid_worker', 'avoid_until')
   j.avoid_worker = nil

@@ -3,12 +3,16 @@
   its unworkable jobs back to their places in the queue. Call again while `remaining` > 0.
 
   KEYS[1]  usigs:<service>
-  ARGV[1]  P, ARGV[2] service, ARGV[3] sig, ARGV[4] page size
+  ARGV[1]  P, ARGV[2] service, ARGV[3] sig,
+  ARGV[4]  page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.UNWORKABLE_PAGE)
   Reply    {'OK', moved, remaining} | {'NOT_FOUND'}
+  Errors   none
+  Events   job_requeued {from: 'unworkable'} per job moved
 ]]
 
 local function revive_unworkable(keys, args)
-  local P, svc, sig, page = args[1], args[2], args[3], tonumber(args[4]) or 500
+  local P, svc, sig = args[1], args[2], args[3]
+  local page = clamp(args[4], 1, D.MAINTENANCE_PAGE_MAX, D.UNWORKABLE_PAGE)
   local moved, remaining = revive_signature(P, now_ms(), svc, sig, page)
   if moved == nil then return {'NOT_FOUND'} end
   return {'OK', moved, remaining}

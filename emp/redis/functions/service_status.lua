@@ -7,7 +7,8 @@
   ARGV[1]  P, ARGV[2] sid, ARGV[3] status (starting|idle|active|error|offline), ARGV[4] ttl_ms,
   ARGV[5]  record: JSON object {connector, url, services[], machine_id, workers[], message, info{}}
   Reply    {changed 1|0, since_ms}
-  Event    service_status {id, status, previous, changed, connector, machine_id, url, message}
+  Errors   EMP_INVALID service id | status | ttl_ms | record: not a JSON object (nothing written)
+  Events   service_status {id, status, previous, changed, connector, machine_id, url, message}
 ]]
 
 local SERVICE_STATES = {starting = true, idle = true, active = true, error = true, offline = true}
@@ -20,7 +21,7 @@ local function service_status(keys, args)
   local ok, rec = pcall(cjson.decode, record or '')
   if not ok or type(rec) ~= 'table' then return invalid('record: not a JSON object') end
   local now = now_ms()
-  local key = P .. 'svc:' .. sid
+  local key = K.service_instance(P, sid)
   local prev = redis.call('HMGET', key, 'status', 'since')
   local changed = prev[1] ~= status
   local since = now
@@ -35,10 +36,8 @@ local function service_status(keys, args)
     'machine_id', text(rec.machine_id), 'workers', text(rec.workers), 'message', text(rec.message),
     'info', text(rec.info), 'models', text(rec.models))
   redis.call('PEXPIRE', key, ttl_ms)
-  redis.call('ZADD', P .. 'svcs', now + ttl_ms, sid)
-  -- Bounded sweep of lapsed members (their hashes expired on their own).
-  local lapsed = redis.call('ZRANGEBYSCORE', P .. 'svcs', '-inf', now, 'LIMIT', 0, 100)
-  if #lapsed > 0 then redis.call('ZREM', P .. 'svcs', unpack(lapsed)) end
+  redis.call('ZADD', K.service_instances(P), now + ttl_ms, sid)
+  sweep_lapsed(K.service_instances(P), now)
   local data = cjson.encode({id = sid, status = status, previous = prev[1] or '', changed = changed,
     connector = text(rec.connector), machine_id = text(rec.machine_id), url = text(rec.url),
     message = text(rec.message)})

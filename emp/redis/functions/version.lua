@@ -3,7 +3,10 @@
   library.py compares it before loading, so an older client never replaces a newer library.
 
   KEYS     none
+  ARGV     none
   Reply    version string
+  Errors   none
+  Events   none
 ]]
 
 local function version(keys, args)

@@ -5,6 +5,8 @@
   KEYS[1]  worker:<wid>
   ARGV[1]  P, ARGV[2] wid, ARGV[3] reason
   Reply    {'OK'} | {'NOT_FOUND'}
+  Errors   none
+  Events   worker_offline {reason}
 ]]
 
 local function worker_offline(keys, args)
@@ -12,11 +14,11 @@ local function worker_offline(keys, args)
   local W = load_worker(P, wid)
   if W == nil then return {'NOT_FOUND'} end
   local now = now_ms()
-  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', k_idle(P, s), wid) end
-  redis.call('ZREM', P .. 'workers', wid)
-  redis.call('HSET', k_worker(P, wid), 'status', 'offline', 'offline_at', fmt(now), 'job', '')
-  redis.call('EXPIRE', k_worker(P, wid), 86400)
-  redis.call('DEL', k_wmatch(P, wid))
+  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
+  redis.call('ZREM', K.workers(P), wid)
+  redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now), 'job', '')
+  redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)
+  redis.call('DEL', K.worker_matches(P, wid))
   emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":' .. json_str(reason) .. '}', false)
   return {'OK'}
 end

@@ -7,7 +7,8 @@
   KEYS[1]  worker:<wid>
   ARGV[1]  P, ARGV[2] wid, ARGV[3] reason
   Reply    {'OK'} | {'NOT_FOUND'}
-  Event    worker_status {status: 'paused', reason}
+  Errors   none
+  Events   worker_status {status: 'paused', reason}
 ]]
 
 local function worker_pause(keys, args)
@@ -15,8 +16,8 @@ local function worker_pause(keys, args)
   local W = load_worker(P, wid)
   if W == nil then return {'NOT_FOUND'} end
   local now = now_ms()
-  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', k_idle(P, s), wid) end
-  redis.call('HSET', k_worker(P, wid), 'status', 'paused', 'idle', '0', 'paused_reason', reason)
+  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
+  redis.call('HSET', K.worker(P, wid), 'status', 'paused', 'idle', '0', 'paused_reason', reason)
   emit(P, now, 'worker_status', nil, wid, nil,
     '{"status":"paused","reason":' .. json_str(reason) .. '}', false)
   return {'OK'}

@@ -1,0 +1,111 @@
+--[[
+  _job.lua: one job's record: its place in the order (score, queue member), reading its hash,
+  fencing (is this the current attempt?), its attempt history and its end.
+]]
+
+-- Order: one score for submit, retry, requeue, release and promotion (docs/internals.md "Order").
+local function job_score(j)
+  local prio = tonumber(j.workflow_priority) or tonumber(j.priority) or D.PRIORITY
+  local t = tonumber(j.workflow_datetime) or tonumber(j.created_at) or EPOCH_MS
+  local rel = t - EPOCH_MS
+  if rel < 0 then rel = 0 end
+  if rel > TIME_SPAN - 1 then rel = TIME_SPAN - 1 end
+  return (1000 - prio) * TIME_SPAN + rel
+end
+
+-- Queue member: 12 hex digits of seq (ties in score go by submission order), a flag ('!' when the
+-- job avoids a worker: claims check it per job), then the id.
+local function job_member(j, id)
+  local flag = ':'
+  if nonempty(j.avoid_worker) then flag = '!' end
+  return string.format('%012x', tonumber(j.seq)) .. flag .. id
+end
+
+local function member_id(m)
+  return string.sub(m, 14)
+end
+
+local JOB_FIELDS = {'service', 'sig', 'seq', 'priority', 'created_at', 'workflow_priority',
+  'workflow_datetime', 'workflow_id', 'customer_id', 'avoid_worker', 'avoid_until', 'status',
+  'attempt', 'worker_id', 'tries', 'lost', 'unavailable', 'max_attempts', 'started_at',
+  'assigned_at', 'timeout_s', 'step', 'total_steps'}
+
+-- HMGET of many fields is costly inside Lua (the reply becomes a table): callers that need a few
+-- fields pass their own list; the first field must be one every job has (it tells existence).
+local CLAIM_FIELDS = {'attempt', 'timeout_s', 'workflow_id', 'customer_id', 'max_attempts', 'step', 'total_steps'}
+local RULE_FIELDS = {'status', 'customer_id', 'workflow_id', 'avoid_worker', 'avoid_until'}
+
+local function load_job(P, id, fields)
+  fields = fields or JOB_FIELDS
+  local v = redis.call('HMGET', K.job(P, id), unpack(fields))
+  if not v[1] and fields ~= CLAIM_FIELDS then return nil end
+  local j = {}
+  for i, f in ipairs(fields) do
+    if v[i] then j[f] = v[i] end
+  end
+  return j
+end
+
+-- Terminal states keep the job for the retention period, then everything about it expires.
+local function finish(P, now, id, status)
+  redis.call('ZADD', K.done(P, status), now, id)
+  local ttl = D.RETENTION_S
+  redis.call('EXPIRE', K.job(P, id), ttl)
+  redis.call('EXPIRE', K.payload(P, id), ttl)
+  redis.call('EXPIRE', K.job_events(P, id), ttl)
+end
+
+local function fail_final(P, now, id, j, fclass, err)
+  redis.call('HSET', K.job(P, id), 'status', 'failed', 'finished_at', fmt(now),
+    'failure_class', fclass, 'error', err)
+  finish(P, now, id, 'failed')
+end
+
+-- Append one attempt's record to the job's history (only attempts that did not complete:
+-- the completing attempt is described by the job's own fields). The oldest go past D.HISTORY_MAX.
+local function add_history(P, id, j, now, outcome, fclass, err)
+  local key = K.job(P, id)
+  local raw = redis.call('HGET', key, 'history')
+  local hist = {}
+  if raw then
+    local ok, t = pcall(cjson.decode, raw)
+    if ok and type(t) == 'table' then hist = t end
+  end
+  local entry = {attempt = tonumber(j.attempt) or 0, worker_id = j.worker_id or '',
+    started_at = tonumber(j.started_at or j.assigned_at) or 0, ended_at = now, outcome = outcome}
+  if nonempty(fclass) then entry.failure_class = fclass end
+  if nonempty(err) then entry.error = string.sub(err, 1, D.HISTORY_ERROR_MAX) end
+  hist[#hist + 1] = entry
+  while #hist > D.HISTORY_MAX do table.remove(hist, 1) end
+  redis.call('HSET', key, 'history', cjson.encode(hist))
+end
+
+local function free_worker(P, wid, id)
+  local wk = K.worker(P, wid)
+  if redis.call('HGET', wk, 'job') == id then
+    redis.call('HSET', wk, 'status', 'idle', 'job', '')
+  end
+end
+
+-- Fencing: is (id, attempt, worker) the job's current attempt? Returns j or nil, code.
+local FENCE_FIELDS = {'status', 'attempt', 'worker_id'}
+
+local function current_attempt(P, id, attempt, wid, full)
+  local j
+  if full then
+    j = load_job(P, id)
+  else
+    local v = redis.call('HMGET', K.job(P, id), unpack(FENCE_FIELDS))
+    if v[1] then j = {status = v[1], attempt = v[2], worker_id = v[3]} end
+  end
+  if j == nil then return nil, 'NOT_FOUND' end
+  if not ACTIVE[j.status] or j.attempt ~= attempt or (nonempty(wid) and j.worker_id ~= wid) then
+    return j, 'STALE'
+  end
+  return j, nil
+end
+
+-- The reply of a fenced call that was refused: {'STALE', status, attempt} | {'NOT_FOUND', '', ''}.
+local function stale_reply(j, err)
+  return {err, j and j.status or '', j and j.attempt or ''}
+end

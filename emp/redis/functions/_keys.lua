@@ -1,0 +1,51 @@
+--[[
+  _keys.lua: every key name of the library, one builder each in the table K (the twin of
+  emp/redis/keys.py: tests/redis/test_keys.py holds each builder against the Python method of the
+  same name, and fails when a builder exists on one side only).
+
+  The rule: every key is P .. suffix, where P = "{<namespace>}:" comes in ARGV[1] of each call, so
+  all keys of a namespace share one hash tag (one cluster slot) and the library never hard-codes a
+  namespace. KEYS[1] of each call names one key of the namespace: the slot anchor that routes the
+  call on Redis Cluster. Operation files never concatenate a key themselves: they call K.
+  The full table is in docs/internals.md "Keys".
+]]
+
+local K = {}
+
+-- Jobs. Payload and events keys have their own prefixes: a job id may contain ':', and
+-- 'job:a:payload' must never be both job "a"'s payload and job "a:payload"'s hash.
+function K.job(P, id) return P .. 'job:' .. id end
+function K.payload(P, id) return P .. 'payload:' .. id end
+function K.job_events(P, id) return P .. 'jobevents:' .. id end
+function K.seq(P) return P .. 'seq' end
+function K.scheduled(P) return P .. 'scheduled' end
+function K.leases(P) return P .. 'leases' end
+function K.unworkable(P) return P .. 'unworkable' end
+function K.done(P, status) return P .. 'done:' .. status end
+
+-- Queues and their indexes.
+function K.services(P) return P .. 'services' end
+function K.queue(P, svc, sig) return P .. 'q:' .. svc .. ':' .. sig end
+function K.unworkable_queue(P, svc, sig) return P .. 'uq:' .. svc .. ':' .. sig end
+function K.heads(P, svc) return P .. 'heads:' .. svc end
+function K.sigs(P, svc) return P .. 'sigs:' .. svc end
+function K.usigs(P, svc) return P .. 'usigs:' .. svc end
+function K.workflow_queue(P, svc, wf) return P .. 'qwf:' .. svc .. ':' .. wf end
+function K.customer_queue(P, svc, c) return P .. 'qc:' .. svc .. ':' .. c end
+
+-- Workers.
+function K.worker(P, wid) return P .. 'worker:' .. wid end
+function K.workers(P) return P .. 'workers' end
+function K.worker_matches(P, wid) return P .. 'wm:' .. wid end
+function K.idle(P, svc) return P .. 'idle:' .. svc end
+function K.wake(P, token) return P .. 'wake:' .. token end
+
+-- Fleet records, events, counters.
+function K.service_instance(P, sid) return P .. 'svc:' .. sid end
+function K.service_instances(P) return P .. 'svcs' end
+function K.machine(P, mid) return P .. 'machine:' .. mid end
+function K.machines(P) return P .. 'machines' end
+function K.events(P) return P .. 'events' end
+function K.stats(P) return P .. 'stats' end
+function K.cancel_channel(P) return P .. 'cancel' end
+function K.guard(P, name) return P .. 'guard:' .. name end
