@@ -1,15 +1,25 @@
-"""emp's exceptions. Callers catch at boundaries only: the CLI (exit codes) and the worker loop.
+"""emp's exceptions, in one tree. Callers catch at boundaries only: the CLI (exit codes, mapped in
+one table: ``emp.cli.common.EXIT_CODES``), the worker loop, and apps using ``emp.client``.
 
 EmpError
 ├── ConfigError            bad settings, config file or environment (exit 2)
-├── JobValidationError     a job refused before anything was written (exit 2)
-│     (also emp.model.job.JobValidationError's base is ValueError; the CLI maps both)
+├── UsageError             an option or argument is unusable: bad JSON, unreadable @FILE (exit 2)
+├── JobValidationError     a job refused before anything was written (exit 2); also a ValueError
 ├── JobNotFound            no job with that id (exit 4)
 ├── JobExists              a job with that id exists already (exit 2)
-├── StaleAttempt           a call for an attempt that is no longer current (fencing)
-├── NotRetryable           `emp jobs retry` on a job that has not ended badly
+├── StaleAttempt           start/progress/release for an attempt that is no longer current (fencing)
+├── NotRetryable           `emp jobs retry` on a job that has not ended badly (exit 2)
+├── WaitTimeout            ``Client.wait`` gave up before the job ended; also a TimeoutError
 └── BrokerError            Redis answered something emp does not understand, or is unreachable
       └── LibraryVersionError   the server has a newer emp library than this client
+
+Expected outcomes are values, not exceptions: a complete/fail that arrives for a stale attempt or a
+job that is gone is an ``Outcome`` whose ``code`` says so (``emp.redis.calls.OutcomeCode``), and it
+still carries the next claim made in the same call.
+
+Import rule: this module imports nothing from emp, so every package may import it, ``emp.model``
+included (the model raises JobValidationError); ``emp.errors`` and ``emp.defaults`` are the only
+modules the pure model may import.
 """
 
 from __future__ import annotations
@@ -23,15 +33,25 @@ class ConfigError(EmpError):
     """Settings, a config file or the environment are wrong; the message says which."""
 
 
+class UsageError(EmpError, ValueError):
+    """An option's value is unusable (bad JSON, unreadable file, malformed KEY=VALUE); nothing was written."""
+
+
 class JobValidationError(EmpError, ValueError):
-    """A submitted job was refused; nothing was written."""
+    """A submitted job was refused; nothing was written.
+
+    ``problems``: one readable line per problem (``"field: what"``); the message joins them.
+    """
+
+    def __init__(self, problems: str | list[str]) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
 
 
 class JobNotFound(EmpError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no job with id {job_id!r}")
         self.job_id = job_id
-        self.next_claim: object = None  # set by complete/fail calls that also claimed
 
 
 class JobExists(EmpError):
@@ -52,13 +72,22 @@ class StaleAttempt(EmpError):
         self.attempt = attempt
         self.status = status
         self.current_attempt = current_attempt
-        self.next_claim: object = None  # set by complete/fail calls that also claimed
 
 
 class NotRetryable(EmpError):
     def __init__(self, job_id: str, status: str) -> None:
         super().__init__(f"job {job_id} is {status}: only failed, cancelled or unworkable jobs can be retried")
+        self.job_id = job_id
         self.status = status
+
+
+class WaitTimeout(EmpError, TimeoutError):
+    """A wait for a job ended before the job did (the job goes on)."""
+
+    def __init__(self, job_id: str, timeout_s: float) -> None:
+        super().__init__(f"job {job_id} did not end within {timeout_s:g} s")
+        self.job_id = job_id
+        self.timeout_s = timeout_s
 
 
 class BrokerError(EmpError):

@@ -1,7 +1,7 @@
 """The `emp` command line: the root app, its global options, and the command groups.
 
 The CLI only parses and delegates: each command turns its options into plain values and calls
-one ``run_*`` in its area (emp.submit, emp.jobs, emp.worker.runtime, ...). Area code is imported
+one ``run_*`` in its area (emp.client, emp.worker.runtime, ...). Area code is imported
 inside the commands, so ``emp --help`` loads neither redis nor NVML.
 
 The root callback builds :class:`emp.config.Settings` once (``--redis-url`` / ``--namespace``

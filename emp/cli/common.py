@@ -23,7 +23,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from emp.errors import (
+    BrokerError,
+    ConfigError,
+    JobExists,
+    JobNotFound,
+    JobValidationError,
+    NotRetryable,
+    UsageError,
+    WaitTimeout,
+)
+
 if TYPE_CHECKING:
+    from emp.client import Client
     from emp.config import Settings
 
 T = TypeVar("T")
@@ -38,11 +50,36 @@ EXIT_NOT_FOUND = 4
 EXIT_UNREACHABLE_WAIT = 5
 """`emp submit --wait` uses 3 for "unworkable", so an unreachable Redis is 5 there."""
 
+EXIT_CODES: tuple[tuple[tuple[type[BaseException], ...], int], ...] = (
+    ((JobNotFound,), EXIT_NOT_FOUND),
+    ((JobValidationError, UsageError, ConfigError, JobExists, NotRetryable, ValueError), EXIT_BAD_INPUT),
+    ((WaitTimeout,), EXIT_FAILED),
+)
+"""emp's exceptions → exit codes, first match wins (Redis trouble is mapped in :func:`run`: its code
+depends on the command)."""
+
+
+def exit_code_of(exc: BaseException) -> int | None:
+    """The exit code of one of emp's exceptions (see EXIT_CODES); None for any other."""
+    for types, code in EXIT_CODES:
+        if isinstance(exc, types):
+            return code
+    return None
+
+
+def fail_with(exc: BaseException, url: str | None = None) -> NoReturn:
+    """Print ``exc`` as one red line (the URL redacted) and exit with its code from EXIT_CODES."""
+    code = exit_code_of(exc)
+    if code is None:
+        raise exc
+    fail(_scrub(str(exc), url), code)
+
+
 NO_REDIS_MESSAGE = "no Redis configured: set EMP_REDIS_URL (or --redis-url), or run `emp demo` which starts a local one"
 
 
-class BadInput(ValueError):
-    """An option's value is unusable (bad JSON, unreadable file, malformed KEY=VALUE): exit 2."""
+BadInput = UsageError
+"""An option's value is unusable (bad JSON, unreadable file, malformed KEY=VALUE): exit 2."""
 
 
 def err_console() -> Console:
@@ -90,6 +127,15 @@ def resolve_redis_url(settings: Settings) -> str:
         log.info("using the embedded redis-server of `emp demo` at %s", url)
         return url
     fail(NO_REDIS_MESSAGE, EXIT_BAD_INPUT)
+
+
+def client_of(ctx: typer.Context) -> tuple[Client, str]:
+    """A (not yet connected) :class:`emp.client.Client` for the command's Settings, and its URL."""
+    from emp.client import Client
+
+    settings = settings_of(ctx)
+    url = resolve_redis_url(settings)
+    return Client.from_settings(settings, redis_url=url), url
 
 
 # -- option parsing (pure: raises BadInput) -----------------------------------------------------
@@ -193,11 +239,9 @@ def _scrub(message: str, url: str | None) -> str:
 
 def _redis_exceptions() -> tuple[tuple[type[BaseException], ...], type[BaseException]]:
     """(unreachable, any other Redis error)."""
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from emp.redis.client import ANY_REDIS_ERROR, UNREACHABLE_ERRORS
 
-    return (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError), RedisError
+    return UNREACHABLE_ERRORS, ANY_REDIS_ERROR
 
 
 async def _await(coro: Coroutine[Any, Any, T]) -> T:
@@ -207,21 +251,13 @@ async def _await(coro: Coroutine[Any, Any, T]) -> T:
 def run(coro: Coroutine[Any, Any, T], *, url: str | None = None, unreachable_code: int = EXIT_UNREACHABLE) -> T:
     """Run ``coro`` on asyncio (uvloop when installed) and map failures to exit codes.
 
-    JobValidationError / ConfigError / JobExists / NotRetryable / ValueError → 2, JobNotFound → 4,
-    Redis unreachable (or a BrokerError) → ``unreachable_code`` (3; `submit --wait` passes 5),
-    Ctrl-C → 130. Each prints one red line on stderr; ``url`` is only ever shown redacted.
+    emp's exceptions → their code in EXIT_CODES (2 bad input, 4 not found), Redis unreachable (or a
+    BrokerError) → ``unreachable_code`` (3; `submit --wait` passes 5), Ctrl-C → 130. Each prints one
+    red line on stderr; ``url`` is only ever shown redacted.
     """
     import anyio
 
     from emp.config import redacted_url
-    from emp.errors import (
-        BrokerError,
-        ConfigError,
-        JobExists,
-        JobNotFound,
-        JobValidationError,
-        NotRetryable,
-    )
 
     try:
         import uvloop  # noqa: F401
@@ -232,10 +268,8 @@ def run(coro: Coroutine[Any, Any, T], *, url: str | None = None, unreachable_cod
     unreachable, redis_error = _redis_exceptions()
     try:
         return anyio.run(_await, coro, backend="asyncio", backend_options=options)
-    except JobNotFound as exc:
-        fail(_scrub(str(exc), url), EXIT_NOT_FOUND)
-    except (JobValidationError, ConfigError, JobExists, NotRetryable, BadInput) as exc:
-        fail(_scrub(str(exc), url), EXIT_BAD_INPUT)
+    except (JobNotFound, JobValidationError, UsageError, ConfigError, JobExists, NotRetryable, WaitTimeout) as exc:
+        fail_with(exc, url)
     except unreachable as exc:
         detail = _scrub(str(exc), url).strip()
         fail(f"cannot reach Redis at {redacted_url(url)}" + (f": {detail}" if detail else ""), unreachable_code)
@@ -244,7 +278,7 @@ def run(coro: Coroutine[Any, Any, T], *, url: str | None = None, unreachable_cod
     except redis_error as exc:
         fail(f"Redis at {redacted_url(url)} answered an error: {_scrub(str(exc), url)}", unreachable_code)
     except ValueError as exc:
-        fail(_scrub(str(exc), url), EXIT_BAD_INPUT)
+        fail_with(exc, url)
     except KeyboardInterrupt:
         err_console().print("interrupted")
         raise typer.Exit(130) from None

@@ -60,7 +60,7 @@ def status(
     url = common.resolve_redis_url(settings)
     info = common.run(_status(url), url=url)
     if as_json:
-        from emp.jobs import print_json
+        from emp.cli.render_jobs import print_json
 
         print_json(info)
         return

@@ -1,12 +1,20 @@
-"""`emp submit`: parse the options into one job document, then call :func:`emp.submit.run_submit`."""
+"""`emp submit`: parse the options into one job document, validate it, then :func:`run_submit`
+sends it through :class:`emp.client.Client` (and, with --wait, follows the jobs to their end)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from emp.cli import common
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from emp.client import Client
 
 SUBMIT_EPILOG = (
     "Prints the job ids, one per line (--json: a JSON array of the jobs). "
@@ -94,7 +102,7 @@ def submit(
 ) -> None:
     """Submit a job (or --count copies of it)."""
     settings = common.settings_of(ctx)
-    from emp import submit as area
+    from emp.client import build as area
 
     try:
         doc = area.build_document(
@@ -119,14 +127,60 @@ def submit(
             run_at=area.run_at_ms(delay, at),
         )
         wires = area.prepare_wires(doc, count=count, job_id=job_id, max_payload_bytes=settings.max_payload_bytes)
-    except ValueError as exc:  # BadInput, the model's validation errors
-        common.fail(str(exc), common.EXIT_BAD_INPUT)
+    except ValueError as exc:  # UsageError, JobValidationError
+        common.fail_with(exc)
     url = common.resolve_redis_url(settings)
     code = common.run(
-        area.run_submit(
+        run_submit(
             url, settings.namespace, wires, max_payload_bytes=settings.max_payload_bytes, wait=wait, as_json=as_json
         ),
         url=url,
         unreachable_code=common.EXIT_UNREACHABLE_WAIT if wait else common.EXIT_UNREACHABLE,
     )
     raise typer.Exit(code)
+
+
+async def run_submit(
+    url: str,
+    namespace: str,
+    wires: Sequence[dict[str, Any]],
+    *,
+    max_payload_bytes: int,
+    wait: bool = False,
+    as_json: bool = False,
+    err: Console | None = None,
+) -> int:
+    """Submit, print ids (or the jobs as JSON), optionally wait.
+
+    Returns the exit code: 0, or with ``wait`` the code of :func:`emp.cli.wait_view.wait_exit_code`.
+    With ``wait`` the ids are printed at once (so another shell can act on them) and ``--json``
+    prints the jobs as they ended.
+    """
+    from emp.client import Client
+
+    async with Client(url, namespace, max_payload_bytes=max_payload_bytes) as client:
+        return await _submit_and_follow(client, wires, wait=wait, as_json=as_json, err=err)
+
+
+async def _submit_and_follow(
+    client: Client, wires: Sequence[dict[str, Any]], *, wait: bool, as_json: bool, err: Console | None
+) -> int:
+    from emp.cli import render_jobs as render
+    from emp.cli import wait_view
+
+    await client.submit_wires(wires)
+    ids = [str(w["id"]) for w in wires]
+    if not as_json:
+        sys.stdout.write("".join(f"{i}\n" for i in ids))
+        sys.stdout.flush()
+    code = 0
+    if wait:
+        reporter = wait_view.make_reporter(err, len(ids))
+        try:
+            final = await client.wait_many(ids, on_progress=wait_view.on_update(reporter))
+        finally:
+            reporter.close()
+        code = wait_view.wait_exit_code(str(job.status) for job in final.values())
+    if as_json:
+        render.print_json([render.job_json(job) for job in await client.get_many(ids)])
+    return code

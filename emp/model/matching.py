@@ -1,4 +1,4 @@
-"""Which worker may run which job: the Python twin of the matcher in ``emp/redis/functions/_lib.lua``.
+"""Which worker may run which job: the Python twin of the matcher in ``emp/redis/functions/_matching.lua``.
 
 The rules are settled in ``docs/internals.md`` ("Matching") and the two implementations are held
 together by one table of cases (``tests/cases/matching_cases.json``) run against both. The claim

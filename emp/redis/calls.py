@@ -1,9 +1,13 @@
 """One typed async wrapper per Function of the `emp` library: the only caller of FCALL.
 
-Each wrapper builds KEYS and ARGV in the order its .lua header gives, turns the reply into Python
-values and the error codes into emp.errors. When Redis answers "Function not found" (it restarted
-without persistence, or someone ran FUNCTION FLUSH) the library is loaded again and the call is
-made once more, so no process crash-loops after a Redis restart.
+Each wrapper builds KEYS and ARGV in the order its .lua header gives, turns the reply into typed
+values (``emp.model`` types where the model has one) and the error codes into emp.errors. Expected
+outcomes are values (``Outcome``, ``NoJob``, None for a job that does not exist); exceptions are for
+refusals of a caller's request (validation, fencing of start/progress/release, not found).
+
+When Redis answers "Function not found" (it restarted without persistence, or someone ran FUNCTION
+FLUSH) the library is loaded again and the call is made once more, so no process crash-loops after
+a Redis restart.
 """
 
 from __future__ import annotations
@@ -11,12 +15,17 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from emp.errors import BrokerError, JobExists, JobNotFound, JobValidationError, NotRetryable, StaleAttempt
+from emp.model.events import decode_event
+from emp.model.job import Job, JobStatus
+from emp.model.services import ServiceRecord
+from emp.model.snapshot import Snapshot
 from emp.redis import library
 from emp.redis.keys import Keys
 
@@ -53,7 +62,7 @@ class ClaimedJob:
     step: int | None
     total_steps: int | None
     max_attempts: int
-    status: str
+    status: JobStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,12 +92,43 @@ class NextClaim:
     max_lost: int
 
 
+class OutcomeCode(StrEnum):
+    """What a complete/fail did (complete.lua / fail.lua headers)."""
+
+    OK = "OK"
+    """Done as asked (complete)."""
+    ALREADY = "ALREADY"
+    """A second complete of the same attempt: a no-op; ``detail`` holds the stored result."""
+    RETRY = "RETRY"
+    """The failure will be retried: ``detail`` = (delay ms, new status)."""
+    FAILED = "FAILED"
+    """The job failed for good."""
+    CANCELLED = "CANCELLED"
+    """A fail with failure class ``cancelled``: the job is cancelled."""
+    STALE = "STALE"
+    """Refused, nothing changed: the attempt is no longer current; ``detail`` = (status, current attempt)."""
+    NOT_FOUND = "NOT_FOUND"
+    """Refused, nothing changed: the job does not exist (any more)."""
+
+
+REFUSED = frozenset({OutcomeCode.STALE, OutcomeCode.NOT_FOUND})
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What a complete/fail/release did: ``code`` is OK, ALREADY, RETRY, FAILED, CANCELLED."""
+    """What a complete/fail did, and the next claim made in the same call (None when none was asked).
 
-    code: str
+    A refused outcome (STALE, NOT_FOUND) changed nothing about the job, but the claim went through
+    all the same: the caller must run ``next_claim`` whatever ``code`` says.
+    """
+
+    code: OutcomeCode
     detail: tuple[str, ...] = ()
+    next_claim: ClaimResult | None = None
+
+    @property
+    def refused(self) -> bool:
+        return self.code in REFUSED
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +169,7 @@ def _parse_claim(reply: Sequence[Any]) -> ClaimResult:
             step=_opt_int(reply[8]),
             total_steps=_opt_int(reply[9]),
             max_attempts=int(reply[10] or 0),
-            status=reply[11],
+            status=JobStatus(reply[11]),
         )
     if code == "EMPTY":
         return NoJob(_opt_int(reply[1]), _opt_int(reply[2]) if len(reply) > 2 else None)
@@ -146,20 +186,14 @@ def _stale_or(reply: Sequence[Any], job_id: str, attempt: int) -> None:
         raise JobNotFound(job_id)
 
 
-def _finish_reply(
-    reply: Sequence[Any], job_id: str, attempt: int, claimed_next: bool
-) -> tuple[Outcome, ClaimResult | None]:
-    """Reply of complete/fail: (outcome, next claim). A refused outcome raises StaleAttempt or
-    JobNotFound carrying the next claim in ``.next_claim`` (the claim happened all the same)."""
+def _finish_reply(reply: Sequence[Any], claimed_next: bool) -> Outcome:
+    """Reply of complete/fail: {outcome, claim reply}."""
     outcome, nxt = reply[0], reply[1]
-    claimed = _parse_claim(nxt) if claimed_next else None
-    if outcome[0] in ("STALE", "NOT_FOUND"):
-        try:
-            _stale_or(outcome, job_id, attempt)
-        except (StaleAttempt, JobNotFound) as exc:
-            exc.next_claim = claimed
-            raise
-    return Outcome(outcome[0], tuple(str(x) for x in outcome[1:])), claimed
+    try:
+        code = OutcomeCode(outcome[0])
+    except ValueError:
+        raise BrokerError(f"unexpected outcome {outcome!r}") from None
+    return Outcome(code, tuple(str(x) for x in outcome[1:]), _parse_claim(nxt) if claimed_next else None)
 
 
 def _map_error(exc: ResponseError) -> Exception:
@@ -263,9 +297,10 @@ class Calls:
         result: str = "",
         next_claim: NextClaim | None = None,
         final_message: str = "",
-    ) -> tuple[Outcome, ClaimResult | None]:
+    ) -> Outcome:
         """Complete the attempt (idempotent); with ``next_claim`` also claim the next job.
-        ``final_message``: the last progress message, not written yet (recorded at 100 %)."""
+        ``final_message``: the last progress message, not written yet (recorded at 100 %).
+        A stale attempt or a job that is gone is an outcome (STALE, NOT_FOUND), not an exception."""
         nxt = self._next_args(next_claim)
         reply = await self._fcall(
             "emp_complete",
@@ -279,7 +314,7 @@ class Calls:
             *[""] * (5 - len(nxt)),
             final_message,
         )
-        return _finish_reply(reply, job_id, attempt, next_claim is not None)
+        return _finish_reply(reply, next_claim is not None)
 
     async def fail(
         self,
@@ -290,7 +325,8 @@ class Calls:
         error: str,
         jitter_r: float,
         next_claim: NextClaim | None = None,
-    ) -> tuple[Outcome, ClaimResult | None]:
+    ) -> Outcome:
+        """Fail the attempt (the retry policy decides what follows); see :meth:`complete` for the rest."""
         reply = await self._fcall(
             "emp_fail",
             [self.keys.job(job_id)],
@@ -303,7 +339,7 @@ class Calls:
             repr(jitter_r),
             *self._next_args(next_claim),
         )
-        return _finish_reply(reply, job_id, attempt, next_claim is not None)
+        return _finish_reply(reply, next_claim is not None)
 
     async def release(self, job_id: str, attempt: int, worker_id: str, reason: str) -> str:
         """Give the job back without using an attempt; returns its new status."""
@@ -328,21 +364,50 @@ class Calls:
             raise NotRetryable(job_id, str(reply[1]))
         return str(reply[1])
 
-    async def get_job(self, job_id: str, events: int = 100) -> dict[str, Any] | None:
-        """Fields, payload, requirements and recent events of one job; None if there is none."""
+    async def get_job(self, job_id: str, events: int = 100) -> Job | None:
+        """One job (fields, payload, requirements) with its ``events`` most recent events, read at one
+        instant; None if there is none. A hash this version cannot read raises BrokerError."""
         reply = await self._fcall("emp_get_job", [self.keys.job(job_id)], self.p, job_id, events, ro=True)
         if not reply:
             return None
         data: dict[str, Any] = json.loads(reply)
-        data["fields"]["id"] = job_id  # the key names the job; the hash does not repeat it (memory)
-        if not isinstance(data.get("events"), list):
-            data["events"] = []  # cjson encodes an empty table as {}
-        return data
+        fields = {**data["fields"], "id": job_id}  # the key names the job; the hash does not repeat it (memory)
+        try:
+            job = Job.from_hash(fields, payload_text=data.get("payload"), requirements_text=data.get("requirements"))
+        except ValueError as exc:
+            raise BrokerError(f"job {job_id}: {exc}") from None
+        raw_events = data.get("events")
+        if isinstance(raw_events, list):  # cjson encodes an empty table as {}
+            job.events = [decode_event({**ev, "id": eid}) for eid, ev in raw_events]
+        return job
 
-    async def list_jobs(self, status: str = "", service: str = "", limit: int = 50) -> list[dict[str, Any]]:
-        reply = await self._fcall("emp_list_jobs", [self.keys.services], self.p, status, service, limit, ro=True)
-        rows = json.loads(reply)
-        return rows if isinstance(rows, list) else []
+    async def list_jobs(
+        self, status: str = "", service: str = "", limit: int = 50, cursor: str = ""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """One page of jobs (list_jobs.lua gives the order) and the cursor of the next page ("" = no more).
+
+        A filtered page may be short, even empty, while the cursor is not "": page until it is "".
+        """
+        reply = await self._fcall(
+            "emp_list_jobs", [self.keys.services], self.p, status, service, limit, cursor, ro=True
+        )
+        rows = json.loads(reply[0])
+        return (rows if isinstance(rows, list) else []), str(reply[1])
+
+    async def count_jobs(self, service: str = "") -> dict[str, int]:
+        """How many jobs each status has (every status present, 0 when none), for one service or all.
+
+        Without a service this is one call; with one it may take several bounded calls (count_jobs.lua).
+        """
+        counts = {str(s): 0 for s in JobStatus}
+        cursor = ""
+        while True:
+            reply = await self._fcall("emp_count_jobs", [self.keys.services], self.p, service, cursor, ro=True)
+            for i in range(1, len(reply), 2):
+                counts[str(reply[i])] = counts.get(str(reply[i]), 0) + int(reply[i + 1])
+            cursor = str(reply[0])
+            if not cursor:
+                return counts
 
     # -- maintenance ------------------------------------------------------------------------
 
@@ -374,18 +439,13 @@ class Calls:
             return str(reply[0]), 0, 0
         return "OK", int(reply[1]), int(reply[2])
 
-    async def snapshot(self, max_active: int = 200, max_workers: int = 500, max_recent: int = 20) -> dict[str, Any]:
+    async def snapshot(self, max_active: int = 200, max_workers: int = 500, max_recent: int = 20) -> Snapshot:
+        """The fleet's state and the id of the last event it includes (a live view's starting point)."""
         reply = await self._fcall(
             "emp_snapshot", [self.keys.events], self.p, max_active, max_workers, max_recent, ro=True
         )
-        snap: dict[str, Any] = json.loads(reply)
-        for k in ("workers", "active_jobs", "recent"):
-            if not isinstance(snap.get(k), list):
-                snap[k] = []
-        for k in ("services", "stats", "done"):
-            if not isinstance(snap.get(k), dict):
-                snap[k] = {}
-        return snap
+        doc = json.loads(reply)
+        return Snapshot.from_reply(doc if isinstance(doc, dict) else {})
 
     # -- workers ----------------------------------------------------------------------------
 
@@ -459,9 +519,10 @@ class Calls:
         )
         return bool(int(reply[0]))
 
-    async def list_services(self, page: int = 500) -> list[dict[str, Any]]:
-        """Every service whose last report has not lapsed, as raw records (see emp.model.services)."""
-        return await self._live_records("emp_list_services", self.keys.service_instances, page)
+    async def list_services(self, page: int = 500) -> list[ServiceRecord]:
+        """Every service whose last report has not lapsed."""
+        rows = await self._live_records("emp_list_services", self.keys.service_instances, page)
+        return [ServiceRecord.from_raw(r) for r in rows]
 
     async def _live_records(self, function: str, index: str, page: int) -> list[dict[str, Any]]:
         """All pages of a read-only listing Function that answers one JSON object per record."""

@@ -10,6 +10,23 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Redis is unreachable or slow right now: retry later (the call may or may not have run)."""
+
+UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+"""The errors that mean "no Redis answered" (the CLI's exit code for an unreachable Redis)."""
+
+ANY_REDIS_ERROR = RedisError
+"""The base of every error redis-py raises, for callers outside emp.redis (they never import redis)."""
 
 
 def connect(url: str, *, max_connections: int | None = None, timeout_s: float | None = None) -> Redis:

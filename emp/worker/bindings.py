@@ -1,14 +1,19 @@
-"""From the service map to the worker's connectors: one connector per spec, bound to its services."""
+"""From the service map to the worker's connectors: one connector per spec, bound to its services.
+
+Every connector class has ``from_config(url, options)`` (see emp.worker.connectors.base for the
+conventions): a ValueError from it becomes a ConfigError naming where the spec came from.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from emp.worker.connectors.registry import build_connector, connector_class
-from emp.worker.runtime import ConnectorBinding
-from emp.worker.service_map import ServiceMap, load_service_map
+from emp.errors import ConfigError
+from emp.worker.connectors.base import Connector, ConnectorBinding
+from emp.worker.connectors.registry import connector_class
+from emp.worker.service_map import ConnectorSpec, ServiceMap, load_service_map
 
 
 def build_bindings(
@@ -31,3 +36,20 @@ def build_bindings(
         url = spec.url or getattr(connector_class(spec.type), "default_url", None) or ""
         bindings.append(ConnectorBinding(build_connector(spec), list(served), url, spec.name))
     return service_map, bindings
+
+
+def build_connector(spec: ConnectorSpec) -> Connector:
+    """A connector for ``spec``: its type's ``from_config(spec.url, spec.options)``.
+
+    Raises ConfigError for an unknown type or bad options, naming ``spec.source``."""
+    try:
+        cls = connector_class(spec.type)
+    except ConfigError as exc:
+        raise ConfigError(f"{spec.source or spec.name}: {exc}") from None
+    try:
+        return cast("Connector", cls.from_config(spec.url, spec.options))
+    except ValueError as exc:
+        # Options' messages start with the key they are about: point at it in the file.
+        key = str(exc).split(":", 1)[0]
+        where = f"{spec.source or spec.name}.options" if key in spec.options else spec.source or spec.name
+        raise ConfigError(f"{where}: {exc} ({spec.type} connector)") from None

@@ -33,17 +33,19 @@ from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from emp import defaults
+from emp._backoff import Backoff
 from emp.config import default_state_dir
 from emp.errors import JobNotFound, StaleAttempt
+from emp.model.job import JobStatus
+from emp.model.retry import FailureClass
 from emp.redis import library
 from emp.redis.calls import Calls, ClaimedJob, ClaimResult, NextClaim, NoJob, NotRegistered
-from emp.redis.client import connect
+from emp.redis.client import TRANSIENT_ERRORS, connect
 from emp.storage import OutputSink, Storage, open_storage
-from emp.worker.connectors.base import Connector, ConnectorError, JobContext
+from emp.worker.attempt import AttemptResult, Cancelled, Completed, Failed, Lost, Released
+from emp.worker.connectors.base import Connector, ConnectorBinding, ConnectorError, JobContext
 from emp.worker.connectors.simulation import SimulationConnector
 from emp.worker.progress import ProgressReporter
 from emp.worker.service_monitor import ServiceMonitor
@@ -52,7 +54,12 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-TRANSIENT_REDIS_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+TRANSIENT_REDIS_ERRORS = TRANSIENT_ERRORS
+
+
+def redis_backoff(jitter: float = 0.0) -> Backoff:
+    """Delays between tries while Redis is unreachable (restarting): 50 ms doubling up to 5 s."""
+    return Backoff(initial_s=0.05, factor=2.0, max_s=5.0, jitter=jitter)
 
 
 @dataclass
@@ -81,18 +88,6 @@ class WorkerConfig:
     service_check_interval_s: float = defaults.SERVICE_CHECK_INTERVAL_S
     service_report_interval_s: float = defaults.SERVICE_REPORT_INTERVAL_S
     service_starting_grace_s: float = defaults.SERVICE_STARTING_GRACE_S
-
-
-@dataclass
-class ConnectorBinding:
-    """One connector and the job services it serves (several names may share one connector)."""
-
-    connector: Connector
-    services: list[str]
-    url: str = ""
-    """The service's address, for the status record ("" for in-process connectors)."""
-    name: str = ""
-    """The binding's name in the service map (default: the connector type)."""
 
 
 def default_worker_id() -> str:
@@ -332,16 +327,16 @@ class Worker:
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
         """Run fn() until it succeeds, backing off on connection trouble (Redis restarting)."""
-        delay = 0.05
+        backoff = redis_backoff(jitter=0.5)
         while True:
             try:
                 return await fn()
             except TRANSIENT_REDIS_ERRORS as exc:
                 if self.forced and what in ("claim", "register"):
                     raise
+                delay = backoff.next()
                 log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, delay)
-                await anyio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 5.0)
+                await anyio.sleep(delay)
 
     # -- slots ----------------------------------------------------------------------------
 
@@ -419,42 +414,43 @@ class Worker:
         """Run the job, then complete/fail/release it, claiming the next job in the same call."""
         assert self.calls is not None
         calls = self.calls
-        outcome, value = await self._run(slot, job)
+        ended = await self._run(slot, job)
         self.finished_jobs += 1
-        if outcome == "fail" and value[0] == "service_unavailable":
+        if isinstance(ended, Failed) and ended.failure_class == FailureClass.SERVICE_UNAVAILABLE:
             for monitor in self.monitors:
                 if monitor.connector is self.routes.get(job.service):
-                    monitor.suspect(value[1])
+                    monitor.suspect(ended.message)
         nxt = self._next_claim() if self._wants_more() and self.services_ready() else None
-        try:
-            if outcome == "complete":
-                returned, final_message = value
-                result = "" if returned is None else json.dumps(returned, separators=(",", ":"))
-                _, claimed = await self._retrying(
-                    lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt, final_message), "complete"
-                )
-                return claimed
-            if outcome == "fail":
-                fclass, message = value
-                r = random.random()
-                _, claimed = await self._retrying(
-                    lambda: calls.fail(job.id, job.attempt, slot.worker_id, fclass, message, r, nxt), "fail"
-                )
+        if isinstance(ended, Completed):
+            result = "" if ended.result is None else json.dumps(ended.result, separators=(",", ":"))
+            final_message = ended.final_message
+            outcome = await self._retrying(
+                lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt, final_message), "complete"
+            )
+        elif isinstance(ended, Failed):
+            fclass, message, r = ended.failure_class, ended.message, random.random()
+            outcome = await self._retrying(
+                lambda: calls.fail(job.id, job.attempt, slot.worker_id, fclass, message, r, nxt), "fail"
+            )
+            if not outcome.refused:
                 log.info("job %s attempt %d failed (%s): %s", job.id, job.attempt, fclass, message)
-                return claimed
-            if outcome == "release":
-                await self._retrying(lambda: calls.release(job.id, job.attempt, slot.worker_id, str(value)), "release")
-                log.info("job %s attempt %d released: %s", job.id, job.attempt, value)
-            else:  # cancelled or lease lost: the job is no longer ours; nothing to write.
-                log.info("job %s attempt %d stopped: %s", job.id, job.attempt, outcome)
-        except (StaleAttempt, JobNotFound) as exc:
+        elif isinstance(ended, Released):
+            reason = ended.reason
+            try:
+                await self._retrying(lambda: calls.release(job.id, job.attempt, slot.worker_id, reason), "release")
+                log.info("job %s attempt %d released: %s", job.id, job.attempt, reason)
+            except (StaleAttempt, JobNotFound) as exc:  # cancelled or requeued meanwhile
+                log.info("job %s: %s", job.id, exc)
+            return None
+        else:  # cancelled or lease lost: the job is no longer ours; nothing to write.
+            log.info("job %s attempt %d stopped: %s", job.id, job.attempt, type(ended).__name__.lower())
+            return None
+        if outcome.refused:
             # A retried call whose first try went through, or a job cancelled/requeued meanwhile.
-            log.info("job %s: %s", job.id, exc)
-            nxt_claim = exc.next_claim
-            return nxt_claim if isinstance(nxt_claim, ClaimedJob | NoJob | NotRegistered) else None
-        return None
+            log.info("job %s attempt %d: %s %s", job.id, job.attempt, outcome.code, " ".join(outcome.detail))
+        return outcome.next_claim
 
-    async def _run(self, slot: Slot, job: ClaimedJob) -> tuple[str, Any]:
+    async def _run(self, slot: Slot, job: ClaimedJob) -> AttemptResult:
         assert self.calls is not None
         reporter = ProgressReporter(
             self.calls, job.id, job.attempt, slot.worker_id, self.cfg.progress_min_interval_s, self.background
@@ -463,14 +459,14 @@ class Worker:
         connector = self.routes.get(job.service)
         if connector is None:  # a job of a service this worker does not serve (cannot happen by matching)
             slot.job = None
-            return ("fail", ("malformed", f"this worker has no connector for service {job.service!r}"))
+            return Failed(FailureClass.MALFORMED, f"this worker has no connector for service {job.service!r}")
         try:
             sink = OutputSink(self.storage, job.id, job.attempt)
         except Exception as exc:  # no job may take its worker down: fail it, go on
             slot.job = None
-            return ("fail", ("unknown", f"cannot prepare the job's output folder: {exc}"))
+            return Failed(FailureClass.UNKNOWN, f"cannot prepare the job's output folder: {exc}")
         ctx = JobContext(job.id, job.attempt, job.payload, reporter.update, sink, job.service)
-        outcome: tuple[str, Any] = ("release", "interrupted")
+        outcome: AttemptResult = Released("interrupted")
         try:
             with anyio.CancelScope() as scope:
                 slot.scope = scope
@@ -483,21 +479,24 @@ class Worker:
                     else:
                         value = await connector.run(ctx)
                     final_message = await reporter.flush(completing=True)
-                    outcome = ("complete", (with_outputs(value, sink), final_message or ""))
+                    outcome = Completed(with_outputs(value, sink), final_message or "")
                 except TimeoutError:
-                    outcome = ("fail", ("timeout", f"job exceeded its timeout of {job.timeout_s:g} s"))
+                    outcome = Failed(FailureClass.TIMEOUT, f"job exceeded its timeout of {job.timeout_s:g} s")
                 except ConnectorError as exc:
-                    outcome = ("fail", (exc.failure_class, str(exc)))
+                    outcome = Failed(exc.failure_class, str(exc))
                 except StaleAttempt:
-                    outcome = ("stale", None)
+                    outcome = Lost()
                 except TRANSIENT_REDIS_ERRORS as exc:
-                    outcome = ("fail", ("transient", f"redis error while running: {exc}"))
+                    outcome = Failed(FailureClass.TRANSIENT, f"redis error while running: {exc}")
                 except Exception as exc:  # a connector bug must fail the job, not kill the worker
                     log.exception("job %s: connector error", job.id)
-                    outcome = ("fail", ("unknown", f"{type(exc).__name__}: {exc}"))
+                    outcome = Failed(FailureClass.UNKNOWN, f"{type(exc).__name__}: {exc}")
             if scope.cancelled_caught:
                 reason = slot.stop_reason or "release"
-                outcome = ("release", "worker shutting down") if reason == "release" else (reason, None)
+                if reason == "release":
+                    outcome = Released("worker shutting down")
+                else:
+                    outcome = Cancelled() if reason == "cancelled" else Lost()
         finally:
             slot.job, slot.scope = None, None
         return outcome
@@ -539,22 +538,21 @@ class Worker:
                     slot.needs_register = True
                     slot.poke()
                 if job and states and states[0] != "ok" and slot.job is job:
-                    slot.interrupt("cancelled" if states[0] == "cancelled" else "stale")
+                    slot.interrupt("cancelled" if states[0] == JobStatus.CANCELLED else "stale")
 
     async def _wake_listener(self, blocking: Any) -> None:
         """BLPOP the process's wake list; each item names the slot a submission chose to wake."""
         key = Calls(blocking, self.cfg.namespace).keys.wake(self.wake_token)
-        delay = 0.05
+        backoff = redis_backoff()
         lost_connection = False
         while True:
             try:
                 item = await blocking.blpop([key], timeout=1)
-                delay = 0.05
+                backoff.reset()
             except TRANSIENT_REDIS_ERRORS as exc:
                 log.debug("wake listener: %s", exc)
                 lost_connection = True
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await anyio.sleep(backoff.next())
                 continue
             if lost_connection:
                 # Redis came back (maybe restarted empty): idle-set entries may be gone, so every
@@ -570,12 +568,12 @@ class Worker:
     async def _cancel_listener(self) -> None:
         assert self.calls is not None
         channel = self.calls.keys.cancel_channel
-        delay = 0.05
+        backoff = redis_backoff()
         while True:
             pubsub = self.calls.client.pubsub()
             try:
                 await pubsub.subscribe(channel)
-                delay = 0.05
+                backoff.reset()
                 async for message in pubsub.listen():
                     if message.get("type") != "message":
                         continue
@@ -586,8 +584,7 @@ class Worker:
                             slot.interrupt("cancelled")
             except TRANSIENT_REDIS_ERRORS as exc:
                 log.debug("cancel listener: %s", exc)
-                await anyio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+                await anyio.sleep(backoff.next())
             finally:
                 with anyio.move_on_after(1, shield=True), contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]

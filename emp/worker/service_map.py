@@ -33,7 +33,7 @@ Rules:
   error. Put secrets there (``headers = { Authorization = "Bearer ${MY_TOKEN}" }``), not in the file.
 - Anything wrong (TOML syntax, an unknown key, a wrong type, an unknown connector type, a bad
   service name) is a :class:`emp.errors.ConfigError` naming the file and the key path.
-  Options are checked when the connector is built (:func:`emp.worker.connectors.registry.build_connector`),
+  Options are checked when the connector is built (:func:`emp.worker.bindings.build_connector`),
   with the same kind of message.
 """
 

@@ -26,14 +26,14 @@ import anyio
 import httpx
 import pytest
 
-from emp.model.services import ServiceRecord
 from emp.redis.calls import Calls
 from emp.stand_ins import a1111 as fake_a1111
 from emp.stand_ins import comfyui as fake_comfyui
 from emp.stand_ins import ollama as fake_ollama
 from emp.stand_ins import rest as fake_rest
-from emp.worker.connectors.registry import build_connector
-from emp.worker.runtime import ConnectorBinding, Worker, WorkerConfig
+from emp.worker.bindings import build_connector
+from emp.worker.connectors.base import ConnectorBinding
+from emp.worker.runtime import Worker, WorkerConfig
 from emp.worker.service_map import ConnectorSpec
 from tests.fake_service import FakeService
 from tests.integration.helpers import wait_for, wire
@@ -183,9 +183,9 @@ async def running(*workers: Worker) -> AsyncIterator[None]:
 
 
 async def fields(calls: Calls, job_id: str) -> dict[str, str]:
-    data = await calls.get_job(job_id)
-    assert data is not None
-    return dict(data["fields"])
+    data = await calls.client.hgetall(calls.keys.job(job_id))  # the raw hash: these tests read stored text
+    assert data
+    return dict(data)
 
 
 def status_is(calls: Calls, job_id: str, *statuses: str) -> Callable[[], Any]:
@@ -207,7 +207,7 @@ async def test_success_stores_outputs_and_progress_reaches_100(
     await calls.submit([wire(case.name, case.ok(), id="ok")], 1 << 20)
     async with running(worker):
         await wait_for(status_is(calls, "ok", "completed", "failed"), what="job to end")
-        [service] = [ServiceRecord.from_raw(r) for r in await calls.list_services()]
+        [service] = await calls.list_services()
         assert (service.connector, service.url, service.workers) == (case.name, fake.url, ["w1"])
         assert service.status in ("idle", "active")
         if case.name != "rest":  # the REST fake's connector has no models configured here
@@ -284,7 +284,7 @@ async def test_service_dies_mid_job_and_nothing_is_lost(
     await calls.submit([wire(case.name, case.slow(case.slow_steps_per_s * 2), id="j")], 1 << 20)
 
     async def service_state() -> str:
-        rows = [ServiceRecord.from_raw(r) for r in await calls.list_services()]
+        rows = await calls.list_services()
         return rows[0].status if rows else ""
 
     async with running(worker):

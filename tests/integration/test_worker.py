@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,15 @@ import anyio
 import pytest
 
 from emp._ports import free_port
+from emp.model.events import EventType
+from emp.model.job import Job, JobStatus
+from emp.model.retry import FailureClass
 from emp.redis import library
-from emp.redis.calls import Calls
+from emp.redis.calls import Calls, OutcomeCode
 from emp.redis.client import connect
 from emp.worker.runtime import Worker, WorkerConfig
 from tests.integration.helpers import WorkerProcs, wait_for, wire
+from tests.polling import poll
 
 pytestmark = pytest.mark.anyio
 
@@ -36,14 +38,14 @@ def cfg(redis_url: str, namespace: str, **kw: Any) -> WorkerConfig:
     return WorkerConfig(**base)
 
 
-async def job(calls: Calls, job_id: str) -> dict[str, Any]:
+async def job(calls: Calls, job_id: str) -> Job:
     data = await calls.get_job(job_id)
     assert data is not None, f"job {job_id} missing"
     return data
 
 
 async def status_of(calls: Calls, job_id: str) -> str:
-    return str((await job(calls, job_id))["fields"].get("status"))
+    return str((await job(calls, job_id)).status)
 
 
 async def test_burst_worker_runs_every_job_and_exits(calls: Calls, redis_url: str, namespace: str) -> None:
@@ -51,7 +53,7 @@ async def test_burst_worker_runs_every_job_and_exits(calls: Calls, redis_url: st
     with anyio.fail_after(30):
         code = await Worker(cfg(redis_url, namespace, concurrency=4)).run()
     assert code == 0
-    rows = await calls.list_jobs("completed", limit=100)
+    rows, _ = await calls.list_jobs("completed", limit=100)
     assert sorted(r["id"] for r in rows) == sorted(f"j{i}" for i in range(50))
 
 
@@ -62,10 +64,10 @@ async def test_progress_is_monotonic_and_ends_at_100_before_completion(
     with anyio.fail_after(30):
         await Worker(cfg(redis_url, namespace)).run()
     data = await job(calls, "p")
-    assert data["fields"]["status"] == "completed"
-    assert json.loads(data["fields"]["result"]) == {"x": 1}
-    types = [e[1]["type"] for e in data["events"]]
-    progress = [json.loads(e[1]["data"])["progress"] for e in data["events"] if e[1]["type"] == "job_progress"]
+    assert data.status == JobStatus.COMPLETED
+    assert data.result == {"x": 1}
+    types = [e.type for e in data.events]
+    progress = [e.data["progress"] for e in data.events if e.type == EventType.JOB_PROGRESS]
     assert progress == sorted(progress) and progress[-1] == 100
     assert types[-1] == "job_completed"
     assert types.index("job_completed") > max(i for i, t in enumerate(types) if t == "job_progress")
@@ -78,9 +80,9 @@ async def test_transient_failure_retries_then_completes(calls: Calls, redis_url:
     with anyio.fail_after(30):
         await Worker(cfg(redis_url, namespace)).run()
     data = await job(calls, "t")
-    assert data["fields"]["status"] == "completed"
-    assert data["fields"]["attempt"] == "2"
-    history = json.loads(data["fields"]["history"])
+    assert data.status == JobStatus.COMPLETED
+    assert data.attempt == 2
+    history = data.history
     assert history[0]["failure_class"] == "transient" and history[0]["outcome"] == "failed"
 
 
@@ -96,10 +98,10 @@ async def test_malformed_fails_once_and_timeout_fails_with_class_timeout(
     )
     with anyio.fail_after(30):
         await Worker(cfg(redis_url, namespace, concurrency=2)).run()
-    m = (await job(calls, "m"))["fields"]
-    h = (await job(calls, "h"))["fields"]
-    assert (m["status"], m["attempt"], m["failure_class"]) == ("failed", "1", "malformed")
-    assert (h["status"], h["failure_class"]) == ("failed", "timeout")
+    m = await job(calls, "m")
+    h = await job(calls, "h")
+    assert (m.status, m.attempt, m.failure_class) == (JobStatus.FAILED, 1, FailureClass.MALFORMED)
+    assert (h.status, h.failure_class) == (JobStatus.FAILED, FailureClass.TIMEOUT)
 
 
 async def test_cancel_interrupts_a_running_job_and_the_worker_goes_on(
@@ -110,10 +112,8 @@ async def test_cancel_interrupts_a_running_job_and_the_worker_goes_on(
     async with anyio.create_task_group() as tg:
         tg.start_soon(worker.run)
         await wait_for(lambda: _is(calls, "long", "in_progress"), what="job running")
-        t0 = time.monotonic()
         assert await calls.cancel("long", "user asked") == "in_progress"
         await wait_for(lambda: _slot_free(worker), timeout=5, what="worker to drop the job")
-        assert time.monotonic() - t0 < 2
         # The worker still takes new work.
         await calls.submit([wire(payload={"steps": 0}, id="after")], 1 << 20)
         await wait_for(lambda: _is(calls, "after", "completed"), what="next job")
@@ -144,13 +144,11 @@ async def test_stale_worker_cannot_complete_after_its_lease_was_requeued(
     second = await calls.claim("b", "r2", lease_ms=30_000)
     assert getattr(second, "id", None) == "z" and getattr(second, "attempt", 0) == 2
     await calls.complete("z", 2, "b", '"by b"')
-    from emp.errors import StaleAttempt
-
-    with pytest.raises(StaleAttempt):
-        await calls.complete("z", getattr(first, "attempt", 1), "a", '"by a"')
+    late = await calls.complete("z", getattr(first, "attempt", 1), "a", '"by a"')
+    assert late.code == OutcomeCode.STALE
     data = await job(calls, "z")
-    assert data["fields"]["result"] == '"by b"'
-    assert sum(1 for e in data["events"] if e[1]["type"] == "job_completed") == 1
+    assert data.result == "by b"
+    assert sum(1 for e in data.events if e.type == EventType.JOB_COMPLETED) == 1
 
 
 # -- subprocesses and signals ----------------------------------------------------------------
@@ -166,9 +164,9 @@ async def test_sigkill_mid_job_requeues_after_the_lease_and_completes_on_attempt
     a.wait(timeout=10)
     workers.start("--id", "rescuer", "--lease-ttl", "5")
     await wait_for(lambda: _is(calls, "k", "completed"), timeout=30, what="job to complete elsewhere")
-    f = (await job(calls, "k"))["fields"]
-    assert f["attempt"] == "2" and f["worker_id"] == "rescuer" and f["lost"] == "1"
-    assert json.loads(f["history"])[0]["outcome"] == "lease_expired"
+    f = await job(calls, "k")
+    assert f.attempt == 2 and f.worker_id == "rescuer" and f.lost == 1
+    assert f.history[0]["outcome"] == "lease_expired"
 
 
 async def test_sigterm_drains_then_releases_and_exits_0(calls: Calls, workers: WorkerProcs) -> None:
@@ -181,14 +179,12 @@ async def test_sigterm_drains_then_releases_and_exits_0(calls: Calls, workers: W
         1 << 20,
     )
     await wait_for(lambda: _both_running(calls), what="both jobs running")
-    t0 = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0, workers.log(0)
-    assert time.monotonic() - t0 < 4
-    short, long = (await job(calls, "short"))["fields"], (await job(calls, "long"))["fields"]
-    assert short["status"] == "completed"
-    assert long["status"] == "pending" and long.get("tries", "0") == "0"
-    assert json.loads(long["history"])[-1]["outcome"] == "released"
+    short, long = await job(calls, "short"), await job(calls, "long")
+    assert short.status == JobStatus.COMPLETED
+    assert long.status == JobStatus.PENDING and long.tries == 0
+    assert long.history[-1]["outcome"] == "released"
 
 
 async def test_second_sigterm_releases_at_once_and_exits_1(calls: Calls, workers: WorkerProcs) -> None:
@@ -236,7 +232,7 @@ async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(t
 
 async def _is(calls: Calls, job_id: str, status: str) -> bool:
     data = await calls.get_job(job_id, events=0)
-    return bool(data and data["fields"].get("status") == status)
+    return data is not None and data.status == status
 
 
 async def _both_running(calls: Calls) -> bool:
@@ -286,17 +282,17 @@ def _redis_server(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return proc
-        except OSError:
-            pass
-        time.sleep(0.02)  # waiting for a child process to listen: nothing to poll in Redis yet
-    raise AssertionError("redis-server did not start")
+    poll(lambda: _answers_ping(port), timeout=10, what="redis-server to start")
+    return proc
+
+
+def _answers_ping(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
 
 
 async def test_a_job_id_that_is_no_file_name_still_stores_its_outputs(
@@ -304,8 +300,8 @@ async def test_a_job_id_that_is_no_file_name_still_stores_its_outputs(
 ) -> None:
     """Client-chosen ids like ``cust:job/1`` are accepted at submit: the worker must run them
     (their outputs in a folder of their own), never crash on them."""
+    from emp.worker.connectors.base import ConnectorBinding
     from emp.worker.connectors.simulation import SimulationConnector, SimulationSettings
-    from emp.worker.runtime import ConnectorBinding
 
     payload = {"workflow": {"1": {"class_type": "SaveImage", "inputs": {}}}, "steps": 1, "step_ms": 1}
     await calls.submit([wire("comfyui-sim", payload, id="cust:job/1"), wire("comfyui-sim", payload, id="..")], 1 << 20)
@@ -314,7 +310,7 @@ async def test_a_job_id_that_is_no_file_name_still_stores_its_outputs(
     with anyio.fail_after(30):
         assert await worker.run() == 0
     for job_id, folder in (("cust:job/1", "cust%3Ajob%2F1"), ("..", "%2E.")):
-        fields = (await job(calls, job_id))["fields"]
-        assert fields["status"] == "completed", fields
-        [out] = json.loads(fields["result"])["outputs"]
+        done = await job(calls, job_id)
+        assert done.status == JobStatus.COMPLETED, done
+        [out] = done.result["outputs"]
         assert (tmp_path / folder / "1" / out["name"]).is_file()

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-import emp.submit
+import emp.cli.submit
 from emp.cli import app, common
-from emp.submit import job_ids, merge_requirements, run_at_ms, wait_exit_code
+from emp.cli.wait_view import wait_exit_code
+from emp.client import build
+from emp.client.build import job_ids, merge_requirements, run_at_ms
 
 URL = "redis://:s3cret@127.0.0.1:1/0"
 
@@ -44,7 +46,7 @@ class Recorder:
 @pytest.fixture
 def submitted(monkeypatch: pytest.MonkeyPatch) -> Recorder:
     rec = Recorder()
-    monkeypatch.setattr(emp.submit, "run_submit", rec)
+    monkeypatch.setattr(emp.cli.submit, "run_submit", rec)
     return rec
 
 
@@ -181,7 +183,7 @@ def test_count_and_ids(submitted: Recorder) -> None:
 
 def test_batches_of_max_batch() -> None:
     wires = [{"id": str(i)} for i in range(2500)]
-    sizes = [len(b) for b in emp.submit.batches(wires, 1000)]
+    sizes = [len(b) for b in build.batches(wires, 1000)]
     assert sizes == [1000, 1000, 500]
 
 

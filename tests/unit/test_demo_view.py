@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console, RenderableType
 
-from emp.demo.view import (
-    DemoEvent,
-    DemoState,
-    JobRow,
-    apply_event,
-    apply_snapshot,
-    progress_bar,
-    progress_line,
-    render_demo,
-    render_summary,
-)
+from emp.dashboard.render import progress_bar
+from emp.dashboard.state import JobView, apply_event, apply_snapshot
+from emp.demo.view import DemoState, Expected, progress_line, render_demo, render_summary
+from emp.model.events import Event
+from emp.model.snapshot import Snapshot, SnapshotJob
 
 
 def text_of(renderable: RenderableType, width: int = 100) -> str:
@@ -28,34 +23,38 @@ def text_of(renderable: RenderableType, width: int = 100) -> str:
 
 def make_state() -> DemoState:
     state = DemoState("demo1a2b3c", "redis://127.0.0.1:6390/0", elapsed_s=4.25, deadline_s=60)
-    state.add_job(JobRow("sim-01", "simulation, priority 90", "simulation", 90, "completed"))
-    state.add_job(JobRow("flaky", "fails once", "simulation", 85, "completed", expected_attempt=2))
-    state.add_job(JobRow("bad-input", "malformed", "simulation", 85, "failed"))
-    state.add_job(JobRow("huge-80g", "needs 80 GB", "comfyui-sim", 40, "unworkable"))
-    state.add_job(JobRow("big-40g-1", "needs 40 GB", "comfyui-sim", 65, "completed"))
+    state.add_job(Expected("sim-01", "simulation, priority 90", "simulation", 90, "completed"))
+    state.add_job(Expected("flaky", "fails once", "simulation", 85, "completed", attempt=2))
+    state.add_job(Expected("bad-input", "malformed", "simulation", 85, "failed"))
+    state.add_job(Expected("huge-80g", "needs 80 GB", "comfyui-sim", 40, "unworkable"))
+    state.add_job(Expected("big-40g-1", "needs 40 GB", "comfyui-sim", 65, "completed"))
     return state
 
 
-def feed(state: DemoState, *events: DemoEvent) -> None:
+def ev(etype: str, **fields: Any) -> Event:
+    return Event(id="1-0", type=etype, **fields)
+
+
+def feed(state: DemoState, *events: Event) -> None:
     for ev in events:
-        apply_event(state, ev)
+        apply_event(state.fleet, ev)
 
 
 def test_events_move_jobs_through_their_states() -> None:
     state = make_state()
     feed(
         state,
-        DemoEvent("worker_registered", worker="demo-a6000"),
-        DemoEvent("job_submitted", job="sim-01"),
-        DemoEvent("job_assigned", job="sim-01", worker="demo-a6000", attempt=1),
-        DemoEvent("job_started", job="sim-01", worker="demo-a6000", attempt=1),
-        DemoEvent("job_progress", job="sim-01", worker="demo-a6000", attempt=1, data={"progress": 40, "message": "x"}),
+        ev("worker_registered", worker="demo-a6000"),
+        ev("job_submitted", job="sim-01"),
+        ev("job_assigned", job="sim-01", worker="demo-a6000", attempt=1),
+        ev("job_started", job="sim-01", worker="demo-a6000", attempt=1),
+        ev("job_progress", job="sim-01", worker="demo-a6000", attempt=1, data={"progress": 40, "message": "x"}),
     )
     job = state.jobs["sim-01"]
     assert (job.status, job.progress, job.worker, job.attempt) == ("in_progress", 40.0, "demo-a6000", 1)
     assert state.workers["demo-a6000"].status == "busy" and state.workers["demo-a6000"].job == "sim-01"
-    feed(state, DemoEvent("job_completed", job="sim-01", worker="demo-a6000", attempt=1))
-    assert job.status == "completed" and job.progress == 100.0 and job.reached
+    feed(state, ev("job_completed", job="sim-01", worker="demo-a6000", attempt=1))
+    assert job.status == "completed" and job.progress == 100.0 and state.reached(job)
     assert state.workers["demo-a6000"].status == "idle" and state.workers["demo-a6000"].completed == 1
 
 
@@ -63,56 +62,54 @@ def test_transient_job_is_reached_only_on_attempt_two() -> None:
     state = make_state()
     feed(
         state,
-        DemoEvent("job_assigned", job="flaky", worker="w", attempt=1),
-        DemoEvent(
-            "job_retry", job="flaky", worker="w", attempt=1, data={"failure_class": "transient", "delay_ms": 700}
-        ),
+        ev("job_assigned", job="flaky", worker="w", attempt=1),
+        ev("job_retry", job="flaky", worker="w", attempt=1, data={"failure_class": "transient", "delay_ms": 700}),
     )
     flaky = state.jobs["flaky"]
     assert flaky.status == "scheduled" and flaky.failure_class == "transient"
     assert any("retry in 0.7 s" in line for line in state.log)
-    feed(state, DemoEvent("job_requeued", job="flaky", data={"from": "scheduled"}))
+    feed(state, ev("job_requeued", job="flaky", data={"from": "scheduled"}))
     assert flaky.status == "pending"
     feed(
         state,
-        DemoEvent("job_assigned", job="flaky", worker="w", attempt=2),
-        DemoEvent("job_completed", job="flaky", worker="w", attempt=2),
+        ev("job_assigned", job="flaky", worker="w", attempt=2),
+        ev("job_completed", job="flaky", worker="w", attempt=2),
     )
-    assert flaky.status == "completed" and flaky.attempt == 2 and flaky.reached
+    assert flaky.status == "completed" and flaky.attempt == 2 and state.reached(flaky)
 
     # Completed on the first attempt is not what the demo expects of it.
-    other = JobRow("f2", "", "simulation", 50, "completed", expected_attempt=2, status="completed", attempt=1)
-    assert not other.reached
+    expected = Expected("f2", "", "simulation", 50, "completed", attempt=2)
+    assert not expected.reached_by(JobView("f2", status="completed", attempt=1))
 
 
 def test_unworkable_revive_and_foreign_events() -> None:
     state = make_state()
-    feed(state, DemoEvent("job_unworkable", job="big-40g-1"))
+    feed(state, ev("job_unworkable", job="big-40g-1"))
     assert state.jobs["big-40g-1"].status == "unworkable"
-    feed(state, DemoEvent("job_requeued", job="big-40g-1", data={"from": "unworkable"}))
+    feed(state, ev("job_requeued", job="big-40g-1", data={"from": "unworkable"}))
     assert state.jobs["big-40g-1"].status == "pending"
     assert any("revived" in line for line in state.log)
-    # Jobs the demo did not submit and unknown event types change nothing.
-    feed(state, DemoEvent("job_completed", job="someone-else"), DemoEvent("machine_ready"))
+    # Events of jobs the demo does not follow and unknown event types change nothing.
+    feed(state, ev("job_completed", job="someone-else"), ev("nothing_known"))
     assert "someone-else" not in state.jobs
-    feed(state, DemoEvent("worker_offline", worker="demo-cpu"))
+    feed(state, ev("worker_offline", worker="demo-cpu"))
     assert state.workers["demo-cpu"].status == "offline"
 
 
 def finish_all(state: DemoState) -> None:
     feed(
         state,
-        DemoEvent("job_completed", job="sim-01", worker="demo-rtx4090-0", attempt=1),
-        DemoEvent("job_completed", job="flaky", worker="demo-cpu-1", attempt=2),
-        DemoEvent(
+        ev("job_completed", job="sim-01", worker="demo-rtx4090-0", attempt=1),
+        ev("job_completed", job="flaky", worker="demo-cpu-1", attempt=2),
+        ev(
             "job_failed",
             job="bad-input",
             worker="demo-cpu-0",
             attempt=1,
             data={"failure_class": "malformed", "error": "simulated malformed failure"},
         ),
-        DemoEvent("job_unworkable", job="huge-80g"),
-        DemoEvent("job_completed", job="big-40g-1", worker="demo-a6000-0", attempt=1),
+        ev("job_unworkable", job="huge-80g"),
+        ev("job_completed", job="big-40g-1", worker="demo-a6000-0", attempt=1),
     )
 
 
@@ -120,10 +117,10 @@ def test_render_demo_shows_every_job_and_the_counts() -> None:
     state = make_state()
     feed(
         state,
-        DemoEvent("job_assigned", job="sim-01", worker="demo-rtx4090-0", attempt=1),
-        DemoEvent("job_progress", job="sim-01", worker="demo-rtx4090-0", attempt=1, data={"progress": 50}),
-        DemoEvent("job_unworkable", job="huge-80g"),
-        DemoEvent("job_failed", job="bad-input", worker="demo-cpu-0", attempt=1, data={"failure_class": "malformed"}),
+        ev("job_assigned", job="sim-01", worker="demo-rtx4090-0", attempt=1),
+        ev("job_progress", job="sim-01", worker="demo-rtx4090-0", attempt=1, data={"progress": 50}),
+        ev("job_unworkable", job="huge-80g"),
+        ev("job_failed", job="bad-input", worker="demo-cpu-0", attempt=1, data={"failure_class": "malformed"}),
     )
     text = text_of(render_demo(state))
     assert "emp demo · namespace demo1a2b3c · redis redis://127.0.0.1:6390/0 ·   4.2 s / 60 s" in text
@@ -162,7 +159,7 @@ def test_summary_all_reached() -> None:
 def test_summary_lists_mismatches() -> None:
     state = make_state()
     finish_all(state)
-    feed(state, DemoEvent("job_requeued", job="huge-80g", data={"from": "unworkable"}))
+    feed(state, ev("job_requeued", job="huge-80g", data={"from": "unworkable"}))
     state.elapsed_s = 60.0
     assert state.mismatches() == ["huge-80g: expected unworkable, got pending"]
     text = text_of(render_summary(state))
@@ -195,19 +192,22 @@ def test_progress_line_and_bar() -> None:
 
 def test_snapshot_resets_job_and_worker_state() -> None:
     state = make_state()
-    snap = {
-        "active_jobs": [{"id": "sim-01", "status": "in_progress", "attempt": "1", "worker_id": "w1", "progress": "30"}],
-        "recent": [{"id": "bad-input", "status": "failed", "attempt": "1", "failure_class": "malformed"}],
-        "workers": [{"id": "w1", "status": "busy", "job": "sim-01", "completed": 4, "failed": 0}],
-    }
-    apply_snapshot(
-        state, snap, {"huge-80g": {"status": "unworkable"}, "flaky": {"status": "completed", "attempt": "2"}}
+    snap = Snapshot.from_reply(
+        {
+            "active_jobs": [
+                {"id": "sim-01", "status": "in_progress", "attempt": "1", "worker_id": "w1", "progress": "30"}
+            ],
+            "recent": [{"id": "bad-input", "status": "failed", "attempt": "1", "failure_class": "malformed"}],
+            "workers": [{"id": "w1", "status": "busy", "job": "sim-01", "completed": 4, "failed": 0}],
+        }
     )
-    assert state.jobs["sim-01"].status == "in_progress" and state.jobs["sim-01"].progress == 30.0
-    assert state.jobs["bad-input"].reached and state.jobs["huge-80g"].reached and state.jobs["flaky"].reached
-    assert state.jobs["big-40g-1"].status == "submitted"
+    unlisted = [SnapshotJob("huge-80g", status="unworkable"), SnapshotJob("flaky", status="completed", attempt=2)]
+    apply_snapshot(state.fleet, snap, unlisted)
+    jobs = state.jobs
+    assert jobs["sim-01"].status == "in_progress" and jobs["sim-01"].progress == 30.0
+    assert state.reached(jobs["bad-input"]) and state.reached(jobs["huge-80g"]) and state.reached(jobs["flaky"])
+    assert jobs["big-40g-1"].status == "submitted"
     assert state.workers["w1"].completed == 4 and state.workers["w1"].job == "sim-01"
-    assert state.resnapshots == 1
 
 
 def test_job_submitted_from_elsewhere_is_shown_but_not_judged() -> None:
@@ -215,11 +215,12 @@ def test_job_submitted_from_elsewhere_is_shown_but_not_judged() -> None:
     finish_all(state)
     feed(
         state,
-        DemoEvent("job_submitted", job="mine", data={"service": "simulation", "priority": 70}),
-        DemoEvent("job_assigned", job="mine", worker="demo-cpu-0", attempt=1),
+        ev("job_submitted", job="mine", data={"service": "simulation", "priority": 70}),
+        ev("job_assigned", job="mine", worker="demo-cpu-0", attempt=1),
     )
     mine = state.jobs["mine"]
-    assert (mine.service, mine.priority, mine.status, mine.expected) == ("simulation", 70, "assigned", None)
+    assert (mine.service, mine.priority, mine.status) == ("simulation", 70, "assigned")
+    assert "mine" not in state.expected
     assert state.all_reached() and state.mismatches() == [] and state.reached_count() == 5
     live = text_of(render_demo(state))
     assert re.search(r"^mine\s+simulation\s+70\s+assigned\s+\S+\s+0%\s+demo-cpu-0\s+1\s+-\s*$", live, re.M), live
@@ -237,31 +238,37 @@ def test_demo_expectations_follow_the_fleet() -> None:
 
     jobs = demo_jobs(1_700_000_000_000)
     wires = [parse_submission({"id": j.id, **j.submission}).to_wire() for j in jobs]
-    full = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(3))}
+    full = {r.id: r.text() for r in expected_rows(jobs, wires, demo_fleet(3))}
     assert full["huge-80g"] == "unworkable" and full["bad-input"] == "failed"
     assert full["flaky"] == "completed (att 2)" and full["big-40g-1"] == "completed"
     assert sum(1 for e in full.values() if e == "unworkable") == 1
-    only_4090 = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(1))}
+    only_4090 = {r.id: r.text() for r in expected_rows(jobs, wires, demo_fleet(1))}
     assert {k for k, v in only_4090.items() if v == "unworkable"} == {"huge-80g", "big-40g-1", "big-40g-2", "img-sd35"}
-    assert [w.worker_id for w in demo_fleet(4)] == ["demo-rtx4090", "demo-a6000", "demo-cpu", "demo-rtx4090-2"]
+    assert [w.worker_id for w in demo_fleet(4) if not w.on_machine] == [
+        "demo-rtx4090",
+        "demo-a6000",
+        "demo-cpu",
+        "demo-rtx4090-2",
+    ]
 
 
 def test_demo_comfyui_jobs_need_the_comfyui_worker() -> None:
-    """The ComfyUI jobs join when the stand-in is there; a fleet without the ComfyUI worker would
-    leave them unworkable, so they are only added together."""
+    """Every demo runs the GPU box (its stand-in ComfyUI ships in the package): its ComfyUI jobs
+    are expected to complete (or fail, the invalid one) on the box's workers, and a fleet without
+    them would leave those jobs unworkable."""
     from emp.demo.fleet import demo_fleet, demo_jobs, expected_rows, worker_argv
     from emp.model.job import parse_submission
 
-    jobs = demo_jobs(1_700_000_000_000, comfyui=True)
+    jobs = demo_jobs(1_700_000_000_000)
     assert [j.id for j in jobs if j.service == "comfyui"] == ["comfy-txt2img", "comfy-invert", "comfy-invalid"]
     assert all("workflow" in j.submission["payload"] for j in jobs if j.service == "comfyui")
-    assert not [j for j in demo_jobs(1_700_000_000_000) if j.service == "comfyui"]
     wires = [parse_submission({"id": j.id, **j.submission}).to_wire() for j in jobs]
-    fleet = demo_fleet(3, comfyui=True)
+    fleet = demo_fleet(3)
     assert [w.name for w in fleet if w.on_machine] == ["gpu0", "gpu1"]
-    rows = {r.id: r.expectation() for r in expected_rows(jobs, wires, fleet)}
+    rows = {r.id: r.text() for r in expected_rows(jobs, wires, fleet)}
     assert (rows["comfy-txt2img"], rows["comfy-invalid"]) == ("completed", "failed")
-    without = {r.id: r.expectation() for r in expected_rows(jobs, wires, demo_fleet(3))}
+    without_box = [w for w in fleet if not w.on_machine]
+    without = {r.id: r.text() for r in expected_rows(jobs, wires, without_box)}
     assert without["comfy-txt2img"] == "unworkable"
     argv = worker_argv(fleet[0], "ns", output_url="/tmp/o")
     assert argv[argv.index("--connector") + 1] == "simulation"

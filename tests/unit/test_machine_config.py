@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,56 @@ def test_bad_environment_and_flags() -> None:
         load_machine_config(None, environ={"EMP_GPUS": "-1"})
     with pytest.raises(ConfigError, match="cannot read"):
         load_machine_config(Path("/nonexistent/machine.toml"), environ={})
+
+
+def test_builtin_simulated_services_need_no_file() -> None:
+    cfg = load_machine_config(None, environ={}, only_services=["simulation", "comfyui-sim"])
+    sim, comfy_sim = cfg.services
+    assert (sim.name, sim.connector, sim.per, sim.services, sim.command) == (
+        "simulation", "simulation", "gpu", ("simulation",), ()
+    )  # fmt: skip
+    assert (comfy_sim.connector, comfy_sim.services, comfy_sim.command) == ("simulation", ("comfyui-sim",), ())
+    assert comfy_sim.options == {"imitate": "comfyui"} and comfy_sim.concurrency == 1
+    assert [k.name for k in load_machine_config(None, environ={}, only_services=["ollama-sim"]).services] == [
+        "ollama-sim"
+    ]
+    with pytest.raises(ConfigError) as err:
+        load_machine_config(None, environ={}, only_services=["video-sim", "simulation"])
+    assert "unknown service(s) video-sim" in str(err.value)
+    assert "built in: simulation, comfyui-sim, a1111-sim, ollama-sim" in str(err.value)
+
+
+def test_a_table_overrides_a_builtin_kind_and_keeps_the_rest(tmp_path: Path) -> None:
+    f = tmp_path / "m.toml"
+    f.write_text('[services.comfyui-sim]\nper = "machine"\nconcurrency = 3\n')
+    cfg = load_machine_config(f, environ={}, only_services=["comfyui-sim", "simulation"])
+    configured, builtin = cfg.services
+    assert (configured.name, configured.per, configured.concurrency) == ("comfyui-sim", "machine", 3)
+    assert configured.connector == "simulation" and configured.options == {"imitate": "comfyui"}
+    assert (builtin.name, builtin.per) == ("simulation", "gpu")
+
+
+def test_a_builtin_kind_gives_its_workers_what_the_service_map_needs() -> None:
+    from emp.agent.gpu import resolve_gpus
+    from emp.agent.layout import plan_machine
+    from emp.worker.service_map import load_service_map
+
+    cfg = load_machine_config(None, environ={"EMP_MACHINE_ID": "box"}, only_services=["comfyui-sim"])
+    services, [worker] = plan_machine(cfg, resolve_gpus("1").gpus, python="python")
+    argv = worker.argv("python", "ns", 5, "box")
+    assert services == [] and worker.url is None
+
+    def flag(name: str) -> str:
+        return argv[argv.index(name) + 1]
+
+    smap = load_service_map(
+        None,
+        connector=flag("--connector"),
+        services=flag("--services").split(","),
+        connector_options=json.loads(flag("--connector-options")),
+    )
+    [(spec, served)] = smap.connectors()
+    assert (spec.type, dict(spec.options), served) == ("simulation", {"imitate": "comfyui"}, ("comfyui-sim",))
 
 
 def test_the_token_never_shows_in_repr() -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from emp.errors import ConfigError
-from emp.worker.connectors.registry import CONNECTOR_TYPES, build_connector, connector_class
+from emp.worker.bindings import build_connector
+from emp.worker.connectors.registry import CONNECTOR_TYPES, connector_class
 from emp.worker.connectors.rest import RestConnector
 from emp.worker.service_map import ConnectorSpec, load_service_map, parse_service_map
 

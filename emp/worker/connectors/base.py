@@ -120,3 +120,15 @@ async def shielded_cleanup(timeout_s: float = CLEANUP_TIMEOUT_S) -> AsyncIterato
             yield
         except Exception:  # the service may be unreachable; the cancel still stands
             pass
+
+
+@dataclass
+class ConnectorBinding:
+    """One connector and the job services it serves (several names may share one connector)."""
+
+    connector: Connector
+    services: list[str]
+    url: str = ""
+    """The service's address, for the status record ("" for in-process connectors)."""
+    name: str = ""
+    """The binding's name in the service map (default: the connector type)."""

@@ -1,21 +1,16 @@
-"""Connector types by name, and building a connector from its spec in the service map.
+"""Connector types by name.
 
-Each type's module is imported only when a connector of that type is built, so a worker that
-drives ComfyUI never imports the others (nor their dependencies). Every connector class has
-``from_config(url, options)`` (see emp.worker.connectors.base for the conventions): a ValueError
-from it becomes a ConfigError naming where the spec came from.
+Each type's module is imported only when a connector of that type is built
+(:func:`emp.worker.bindings.build_connector`), so a worker that drives ComfyUI never imports the
+others (nor their dependencies).
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any
 
 from emp.errors import ConfigError
-
-if TYPE_CHECKING:
-    from emp.worker.connectors.base import Connector
-    from emp.worker.service_map import ConnectorSpec
 
 CONNECTOR_TYPES: dict[str, tuple[str, str]] = {
     "comfyui": ("emp.worker.connectors.comfyui", "ComfyUIConnector"),
@@ -34,20 +29,3 @@ def connector_class(type_name: str) -> Any:
     module_name, class_name = CONNECTOR_TYPES[type_name]
     module = importlib.import_module(module_name)
     return getattr(module, class_name)
-
-
-def build_connector(spec: ConnectorSpec) -> Connector:
-    """A connector for ``spec``: its type's ``from_config(spec.url, spec.options)``.
-
-    Raises ConfigError for an unknown type or bad options, naming ``spec.source``."""
-    try:
-        cls = connector_class(spec.type)
-    except ConfigError as exc:
-        raise ConfigError(f"{spec.source or spec.name}: {exc}") from None
-    try:
-        return cast("Connector", cls.from_config(spec.url, spec.options))
-    except ValueError as exc:
-        # Options' messages start with the key they are about: point at it in the file.
-        key = str(exc).split(":", 1)[0]
-        where = f"{spec.source or spec.name}.options" if key in spec.options else spec.source or spec.name
-        raise ConfigError(f"{where}: {exc} ({spec.type} connector)") from None

@@ -30,6 +30,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from emp._backoff import Backoff
 from emp.worker.connectors.base import ConnectorError
 
 log = logging.getLogger(__name__)
@@ -156,12 +157,8 @@ def backoff_delays(
     rng: random.Random | None = None,
 ) -> Iterator[float]:
     """Endless delays: initial_s, x factor each time, capped at max_s, each reduced by up to ``jitter``
-    (a fraction) so reconnecting clients do not retry in lockstep."""
-    rand = rng or random.Random()
-    delay = initial_s
-    while True:
-        yield delay * (1 - jitter * rand.random())
-        delay = min(delay * factor, max_s)
+    (a fraction) so reconnecting clients do not retry in lockstep (:class:`emp._backoff.Backoff`)."""
+    return iter(Backoff(initial_s=initial_s, factor=factor, max_s=max_s, jitter=jitter, rng=rng))
 
 
 async def connect_with_retry(
