@@ -60,6 +60,12 @@ The file (every key optional; see config/machine.toml)::
 Command templates may use ``{port}``, ``{gpu}`` (index), ``{python}`` (this interpreter) and
 ``{dir}`` (the service's cwd). A service with no ``command`` runs no process: its workers use a
 service that is already there (external), or the in-process simulation.
+
+Built-in simulated kinds need no table: ``--services simulation`` (the simulation connector) and
+``--services comfyui-sim`` (likewise ``a1111-sim``, ``ollama-sim``: the simulation imitating that
+service, as the worker's ``-sim`` rule does) run one simulated worker per GPU and no service
+process. A table of the same name in the file overrides any of these defaults (``per``,
+``concurrency``...).
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ from typing import Any, Literal
 
 from emp import defaults
 from emp.errors import ConfigError
+from emp.worker.connectors.simulation import IMITATIONS
+from emp.worker.service_map import SIM_SUFFIX, SIM_TYPE
 
 Per = Literal["gpu", "machine"]
 CONNECTORS = ("comfyui", "a1111", "ollama", "rest", "simulation")
@@ -163,6 +171,26 @@ def default_comfyui(environ: Mapping[str, str]) -> ServiceKind:
     )
 
 
+def builtin_kind(name: str) -> ServiceKind | None:
+    """The simulated kind called ``name`` that needs no configuration, or None.
+
+    One simulated worker per GPU (a worker per GPU is what a box runs, so a smoke test of a new box
+    looks like the real thing) and no service process: the simulation runs inside the worker."""
+    if name == SIM_TYPE:
+        return ServiceKind(name=name, connector=SIM_TYPE, services=(name,))
+    imitated = name.removesuffix(SIM_SUFFIX)
+    if name.endswith(SIM_SUFFIX) and imitated in IMITATIONS:
+        # The worker's -sim rule would give this option too, but only to a service no connector
+        # lists; the machine names the connector (--connector simulation), so it passes it itself.
+        return ServiceKind(name=name, connector=SIM_TYPE, services=(name,), options={"imitate": imitated})
+    return None
+
+
+def builtin_names() -> tuple[str, ...]:
+    """Every name :func:`builtin_kind` knows."""
+    return (SIM_TYPE, *(imitated + SIM_SUFFIX for imitated in IMITATIONS))
+
+
 def load_machine_config(
     path: Path | None = None,
     *,
@@ -219,17 +247,27 @@ def load_machine_config(
     if health_port is not None:
         cfg = replace(cfg, health_port=health_port)
     if only_services:
-        known = {k.name for k in cfg.services}
-        missing = [s for s in only_services if s not in known]
-        if missing:
-            raise ConfigError(f"--services: unknown service(s) {', '.join(missing)} (configured: {', '.join(known)})")
-        cfg = replace(cfg, services=tuple(k for k in cfg.services if k.name in only_services))
+        cfg = replace(cfg, services=_select(cfg.services, only_services))
     if not cfg.services:
         raise ConfigError(f"{source}: no service is enabled: the machine would run no worker")
     if cfg.gpus != "auto" and not (cfg.gpus.isdigit() and int(cfg.gpus) >= 0):
         where = "--gpus" if gpus is not None else "EMP_GPUS" if _env(env, "EMP_GPUS") else f"{source}: machine.gpus"
         raise ConfigError(f"{where}: must be 'auto' or a number of fake GPUs, got {cfg.gpus!r}")
     return cfg
+
+
+def _select(kinds: tuple[ServiceKind, ...], names: list[str]) -> tuple[ServiceKind, ...]:
+    """``--services``: the configured kinds named (in the file's order), then the built-in
+    simulated ones named that the file does not configure."""
+    configured = [k.name for k in kinds]
+    missing = [n for n in names if n not in configured and builtin_kind(n) is None]
+    if missing:
+        raise ConfigError(
+            f"--services: unknown service(s) {', '.join(missing)} "
+            f"(configured: {', '.join(configured) or 'none'}; built in: {', '.join(builtin_names())})"
+        )
+    extra = [kind for n in dict.fromkeys(names) if n not in configured and (kind := builtin_kind(n)) is not None]
+    return tuple(k for k in kinds if k.name in names) + tuple(extra)
 
 
 def _apply_env(cfg: MachineConfig, env: Mapping[str, str]) -> MachineConfig:
@@ -281,7 +319,7 @@ def _services(doc: dict[str, Any], source: str, env: Mapping[str, str]) -> tuple
         _no_unknown(table, SERVICE_KEYS, where)
         if table.get("enabled", True) is False:
             continue
-        base = default_comfyui(env) if name == "comfyui" else ServiceKind(name=name, connector=name)
+        base = default_comfyui(env) if name == "comfyui" else builtin_kind(name) or ServiceKind(name, name)
         connector = table.get("connector", base.connector)
         if connector not in CONNECTORS:
             raise ConfigError(f"{where}.connector: unknown connector {connector!r} (known: {', '.join(CONNECTORS)})")
@@ -304,7 +342,7 @@ def _services(doc: dict[str, Any], source: str, env: Mapping[str, str]) -> tuple
                 extra_args=_strs(table, "extra_args", where),
                 env={str(k): str(v) for k, v in _dict(table, "env", where, "").items()},
                 concurrency=concurrency,
-                options=_dict(table, "options", where, ""),
+                options={**base.options, **_dict(table, "options", where, "")},
             )
         )
     return tuple(kinds)

@@ -4,6 +4,8 @@ The run, in order (each step is a ``machine_step`` event with its duration):
 
 1. ``machine_startup``: GPUs (NVML, or ``--gpus N`` fake ones), host info, platform ids.
 2. ``install`` (when enabled): ComfyUI, its custom nodes, model links (emp.agent.provision).
+   Then every service's directory and script are checked (emp.agent.preflight): a ComfyUI that
+   is not installed fails the start at once (``machine_failed``, exit 1), nothing is started.
 3. ``health``: the HTTP endpoint (/health, /ready, /status, /logs, POST /restart).
 4. Every service process and every worker start at once under the supervisor: a worker that is
    up before its ComfyUI simply does not claim until the service answers (no fixed sleeps; the
@@ -44,6 +46,7 @@ from emp.agent.gpu import GpuReport, refresh, resolve_gpus
 from emp.agent.health import HealthServer
 from emp.agent.host import host_info
 from emp.agent.layout import ServicePlan, WorkerPlan, plan_machine
+from emp.agent.preflight import service_problems
 from emp.agent.process_state import ProcState
 from emp.agent.supervisor import ProcessSpec, ProcessStatus, Supervisor
 from emp.errors import ConfigError
@@ -57,10 +60,10 @@ READY_WORKER_STATES = ("idle", "busy")
 """A worker slot in one of these Redis states takes jobs (``paused``: its service is down)."""
 
 WORKER_POLL_S = 2.0
+"""How often the agent reads its workers' states (for /ready and the machine record)."""
 
 READY_CHECK_TIMEOUT_S = 2.0
 """A service readiness probe (GET ready_path) that takes longer counts as not ready yet."""
-"""How often the agent reads its workers' states (for /ready and the machine record)."""
 
 
 @dataclass
@@ -166,6 +169,8 @@ class MachineAgent:
             return await self._fail(f"nothing to run: {why} (use --gpus N for fake GPUs)")
         if self.cfg.install.enabled and not await self._install():
             return 1
+        if problems := service_problems(self.services):  # what restarts cannot fix: fail now, start nothing
+            return await self._fail("; ".join(problems))
         self.supervisor = Supervisor(self._specs(), self.log_dir, on_change=self._on_change)
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._signals, tg)

@@ -65,7 +65,11 @@ def up(
     services: Annotated[
         str | None,
         typer.Option(
-            "--services", metavar="A,B", help="Run only these service kinds of the config.", show_default=False
+            "--services",
+            metavar="A,B",
+            help="Run only these service kinds: the config's, or the built-in simulated ones "
+            "(simulation, comfyui-sim, a1111-sim, ollama-sim: a worker per GPU, no config needed).",
+            show_default=False,
         ),
     ] = None,
     health_port: Annotated[
@@ -78,7 +82,8 @@ def up(
     """Run this box as a fleet member: services and a worker per GPU, supervised, until SIGTERM.
 
     Exit 0 after a clean shutdown (jobs finished or released, children stopped), 1 when the
-    machine could not start, 2 bad configuration, 3 Redis unreachable."""
+    machine could not start (e.g. no ComfyUI installed: nothing is started), 2 bad configuration,
+    3 Redis unreachable."""
     settings = common.settings_of(ctx)
     cfg = _config(config, gpus, services, health_port)
     url = common.resolve_redis_url(settings)

@@ -10,36 +10,31 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import anyio
-import psutil
 import pytest
 
 from emp.agent.process_state import ProcState, RestartPolicy
 from emp.agent.supervisor import ProcessSpec, ProcessStatus, Supervisor
-from tests.polling import wait_for
+from tests.agent.helpers import (
+    FAST,
+    FIXTURES,
+    MARK,
+    Recorder,
+    alive,
+    child,
+    marked,
+    pids_from,
+    supervising,
+    until,
+)
+from tests.polling import poll, wait_for
 
 pytestmark = pytest.mark.anyio
 
 S = ProcState
-FIXTURES = Path(__file__).parent / "fixtures"
-CHILD = str(FIXTURES / "child.py")
-MARK = "EMP_TEST_SUPERVISOR_MARK"
-FAST = RestartPolicy(initial_delay_s=0.05, factor=1.5, max_delay_s=0.2, reset_after_s=30.0, max_quick_failures=3)
-
-
-def marked(mark: str) -> list[psutil.Process]:
-    """Live (non-zombie) processes started by this test, found by the marker in their environment."""
-    found = []
-    for proc in psutil.process_iter(["environ", "status"]):
-        env = proc.info.get("environ") or {}
-        if env.get(MARK) == mark and proc.info.get("status") != psutil.STATUS_ZOMBIE:
-            found.append(proc)
-    return found
 
 
 @pytest.fixture
@@ -53,84 +48,27 @@ def mark() -> Iterator[str]:
     assert not survivors, f"processes outlived the test: {[p.pid for p in survivors]}"
 
 
-def alive(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def child(name: str, mark: str, *args: str, **kw: Any) -> ProcessSpec:
-    kw.setdefault("policy", FAST)
-    kw.setdefault("start_secs", 0.05)
-    return ProcessSpec(name=name, argv=[sys.executable, "-S", CHILD, *args], env={**os.environ, MARK: mark}, **kw)
-
-
-class Recorder:
-    """on_change: every reported status with the time it arrived."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[float, ProcessStatus, ProcState]] = []
-
-    def __call__(self, status: ProcessStatus, old: ProcState) -> None:
-        self.events.append((time.monotonic(), status, old))
-
-    def states(self, name: str) -> list[ProcState]:
-        return [s.state for _, s, _ in self.events if s.name == name]
-
-    def times(self, name: str, state: ProcState) -> list[float]:
-        return [t for t, s, _ in self.events if s.name == name and s.state is state]
-
-
-@asynccontextmanager
-async def supervising(
-    specs: list[ProcessSpec], tmp_path: Path, **kw: Any
-) -> AsyncIterator[tuple[Supervisor, Recorder]]:
-    rec = Recorder()
-    sup = Supervisor(specs, tmp_path / "logs", on_change=rec, **kw)
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(sup.run)
-        try:
-            yield sup, rec
-        finally:
-            with anyio.CancelScope(shield=True):
-                await sup.stop_all()
-
-
-async def until(check: Callable[[], Any], what: str, timeout: float = 5) -> Any:
-    """Poll a plain predicate with a deadline (tests.polling.wait_for takes a coroutine function)."""
-
-    async def poll() -> Any:
-        return check()
-
-    return await wait_for(poll, timeout, what)
-
-
-async def pids_from(path: Path) -> list[int]:
-    async def read() -> list[int] | None:
-        return [int(x) for x in path.read_text().split()] if path.exists() else None
-
-    pids: list[int] = await wait_for(read, 5, f"{path.name}")
-    return pids
-
-
 async def test_slow_start_is_running_only_once_ready(tmp_path: Path, mark: str) -> None:
     ready_file = tmp_path / "ready"
+    checks = 0
 
     async def ready_check() -> bool:
+        nonlocal checks
+        checks += 1
         return ready_file.exists()
 
-    spec = child("slow", mark, "--ready-after", "0.4", "--ready-file", str(ready_file), ready_check=ready_check)
+    spec = child("slow", mark, ready_check=ready_check)
     spec.ready_poll_s = 0.02
     async with supervising([spec], tmp_path) as (sup, rec):
-        await until(lambda: sup.get("slow").pid, "a pid", 5)
-        started = time.monotonic()
-        assert sup.get("slow").state is S.STARTING
+        await until(lambda: checks >= 3, "three failed readiness checks", 5)
+        assert sup.get("slow").state is S.STARTING  # up, but not ready: not running
+        ready_file.touch()
         assert await sup.wait_running("slow", 5)
-        assert time.monotonic() - started >= 0.3
         status = sup.get("slow")
         assert status.pid is not None and alive(status.pid)
-        assert status.uptime_s is not None and status.uptime_s >= 0.3
+        # Uptime counts from the spawn, not from readiness: it covers the whole STARTING phase.
+        ((t_starting,), (t_running,)) = rec.times("slow", S.STARTING), rec.times("slow", S.RUNNING)
+        assert status.uptime_s is not None and status.uptime_s >= t_running - t_starting > 0
         assert status.restarts == 0 and status.message == ""
         pid = status.pid
         await sup.stop_all()
@@ -145,6 +83,7 @@ async def test_without_a_check_running_after_start_secs(tmp_path: Path, mark: st
         assert await sup.wait_running("plain", 5)
         (t_start,) = rec.times("plain", S.STARTING)
         (t_run,) = rec.times("plain", S.RUNNING)
+        # A lower bound only (the supervisor waited start_secs): it holds however slow the machine is.
         assert t_run - t_start >= 0.28
 
 
@@ -154,11 +93,14 @@ async def test_crash_at_once_backs_off_then_fatal_and_restart_clears_it(tmp_path
     async with supervising([spec], tmp_path) as (sup, rec):
         await until(lambda: S.FATAL in rec.states("crash"), "FATAL", 10)
         assert rec.states("crash") == [S.STARTING, S.BACKOFF] * 2 + [S.STARTING, S.FATAL]
+        # The delays follow the policy (0.1 s, then x1.5), and no restart came before its delay.
+        messages = rec.messages("crash", S.BACKOFF)
+        assert [m.rpartition("; ")[2] for m in messages] == ["restart in 0.1 s", "restart in 0.15 s"], messages
         backoffs = rec.times("crash", S.BACKOFF)
         restarts = rec.times("crash", S.STARTING)[1:]
         waited = [start - backoff for backoff, start in zip(backoffs, restarts, strict=True)]
         for got, want in zip(waited, [0.1, 0.15], strict=True):
-            assert want * 0.9 <= got <= want + 0.15, waited
+            assert got >= want * 0.9, waited
         fatal = sup.get("crash")
         assert fatal.last_exit_code == 3 and fatal.restarts == 2 and fatal.pid is None
         assert "gave up after 3 quick failures" in fatal.message
@@ -181,12 +123,15 @@ async def test_crash_after_a_while(tmp_path: Path, mark: str) -> None:
         states = rec.states("later")
         assert S.FATAL not in states  # one quick failure would be fatal: these were long runs
         assert states[:6] == [S.STARTING, S.RUNNING, S.BACKOFF, S.STARTING, S.RUNNING, S.BACKOFF]
+        # The delay was reset every time: always the initial 0.05 s, never doubled (0.1 s, 0.2 s).
+        messages = rec.messages("later", S.BACKOFF)
+        assert {m.rpartition("; ")[2] for m in messages} == {"restart in 0.05 s"}, messages
         backoffs = rec.times("later", S.BACKOFF)
         restarts = rec.times("later", S.STARTING)[1:]
         for backoff, start in zip(backoffs, restarts, strict=False):
-            assert 0.04 <= start - backoff <= 0.2  # the delay was reset every time
+            assert start - backoff >= 0.04  # and no restart came before it
         assert sup.get("later").last_exit_code == 5
-        assert "exited with code 5" in [s.message for _, s, _ in rec.events if s.state is S.BACKOFF][0]
+        assert "exited with code 5" in messages[0]
 
 
 async def test_crash_soon_after_ready_is_quick(tmp_path: Path, mark: str) -> None:
@@ -206,19 +151,20 @@ async def test_ignoring_sigterm_gets_sigkilled_after_the_stop_timeout(tmp_path: 
         assert pid == sup.get("stubborn").pid
         started = time.monotonic()
         await sup.stop("stubborn")
-        took = time.monotonic() - started
-        assert 0.45 <= took < 3.0
+        assert time.monotonic() - started >= 0.45  # it waited for the stop timeout (a lower bound only)
         assert not alive(pid)
         status = sup.get("stubborn")
         assert status.state is S.STOPPED and status.last_exit_code == -signal.SIGKILL
+        # SIGTERM first (the child said it ignored it), SIGKILL only after the stop timeout.
+        await until(lambda: "ignoring SIGTERM" in sup.tail("stubborn", 10), "the ignored SIGTERM in the log")
 
 
 async def test_a_polite_process_stops_at_once(tmp_path: Path, mark: str) -> None:
-    async with supervising([child("polite", mark, stop_timeout_s=5.0)], tmp_path) as (sup, _):
+    """Stopped by its SIGTERM, without waiting out the (here very long) stop timeout."""
+    async with supervising([child("polite", mark, stop_timeout_s=600.0)], tmp_path) as (sup, _):
         assert await sup.wait_running("polite", 5)
-        started = time.monotonic()
-        await sup.stop("polite")
-        assert time.monotonic() - started < 1.0
+        with anyio.fail_after(60):  # a deadline far below the stop timeout, not a speed figure
+            await sup.stop("polite")
         assert sup.get("polite").last_exit_code == -signal.SIGTERM
 
 
@@ -355,7 +301,7 @@ async def test_cancelled_run_still_stops_every_child(tmp_path: Path, mark: str) 
         pids = sup.pids()
         tg.cancel_scope.cancel()
     assert len(pids) == 2 and not [p for p in pids if alive(p)]
-    assert time.monotonic() - started >= 0.3  # y ignored SIGTERM: it waited for the stop timeout
+    assert time.monotonic() - started >= 0.3  # y ignored SIGTERM: it waited for the stop timeout (lower bound)
     assert sup.get("y").last_exit_code == -signal.SIGKILL
     assert [s.state for s in sup.status()] == [S.STOPPED, S.STOPPED]
     assert rec.states("y")[-2:] == [S.STOPPING, S.STOPPED]  # reported even though run() was cancelled
@@ -394,10 +340,7 @@ def test_a_sigkilled_agent_leaves_no_orphans(tmp_path: Path, mark: str) -> None:
         assert alive(pid)
         agent.kill()
         agent.wait(5)
-        deadline = time.monotonic() + 5
-        while alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not alive(pid)
+        poll(lambda: not alive(pid), 5, "the orphaned child to go")
     finally:
         if agent.poll() is None:
             agent.kill()
