@@ -32,6 +32,7 @@ test: setup redis-server
 lint: setup
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
 
 mypy: setup
 	$(BIN)/mypy --strict emp

@@ -89,20 +89,18 @@ import os
 import random
 import struct
 import sys
-import tempfile
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from . import comfyui_exec as engine
 from . import comfyui_images as img
+from .comfyui_config import DEFAULT_MODELS, Config, meminfo
 from .comfyui_nodes import NODE_CLASSES, InterruptProcessingException
 from .serving import ready_until_stopped
 
 VERSION = "0.8.0"
-DEFAULT_MODELS = ("v1-5-pruned-emaonly.safetensors",)
 MAX_UPLOAD_SIZE = 104857600
 SERVER_FEATURES = {"supports_preview_metadata": True, "max_upload_size": MAX_UPLOAD_SIZE,
                    "extension": {"manager": {"supports_v4": True}}}  # fmt: skip
@@ -113,49 +111,6 @@ MODEL_FOLDERS = ["checkpoints", "configs", "loras", "vae", "text_encoders", "dif
 _BARRIER = object()
 
 mimetypes.add_type("image/webp", ".webp")
-
-
-def _meminfo() -> tuple[int, int]:
-    total = free = 24 * 1024**3
-    try:
-        with open("/proc/meminfo") as fh:
-            info = {line.split(":")[0]: int(line.split()[1]) * 1024 for line in fh if line.split()[1:]}
-        total, free = info.get("MemTotal", total), info.get("MemAvailable", free)
-    except OSError:
-        pass
-    return total, free
-
-
-@dataclass
-class Config:
-    host: str = "127.0.0.1"
-    port: int = 0
-    output_dir: str = ""
-    input_dir: str = ""
-    temp_dir: str = ""
-    models: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
-    step_ms: float = 20.0
-    startup_delay_s: float = 0.0
-    cache_none: bool = False
-    early_events: bool = True
-    preview_method: str = "none"
-    device: str = "cpu"
-    ram_total: int = field(default_factory=lambda: _meminfo()[0])
-
-    def __post_init__(self) -> None:
-        base = None
-        for name in ("output_dir", "input_dir", "temp_dir"):
-            if not getattr(self, name):
-                base = base or tempfile.mkdtemp(prefix="fake-comfyui-")
-                setattr(self, name, os.path.join(base, name.split("_")[0]))
-            setattr(self, name, os.path.abspath(getattr(self, name)))
-            os.makedirs(getattr(self, name), exist_ok=True)
-        if isinstance(self.models, str):
-            self.models = [m for m in self.models.split(",") if m]
-
-    @property
-    def dirs(self) -> dict[str, str]:
-        return {"output": self.output_dir, "input": self.input_dir, "temp": self.temp_dir}
 
 
 class FakeComfyUI:
@@ -479,7 +434,7 @@ class FakeComfyUI:
         return web.json_response(list(self.cfg.models) if folder == "checkpoints" else [])
 
     async def system_stats(self, request: web.Request) -> web.Response:
-        total, free = _meminfo()
+        total, free = meminfo()
         argv = ["main.py", "--listen", self.cfg.host, "--port", str(self.url.rsplit(":", 1)[-1])]
         if self.cfg.device == "cuda":
             vram = 24 * 1024**3

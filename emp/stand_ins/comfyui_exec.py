@@ -18,12 +18,33 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from . import comfyui_nodes as nodes
+from .comfyui_config import Config
 
-if TYPE_CHECKING:
-    from .comfyui import FakeComfyUI
+
+class FakeComfyUI(Protocol):
+    """What the executor needs of the server (emp.stand_ins.comfyui.FakeComfyUI): its socket, its
+    interrupt state and its config. A protocol, so that the executor does not import the server."""
+
+    client_id: str | None
+    last_node_id: str | None
+    interrupt_flag: bool
+
+    @property
+    def cfg(self) -> Config: ...
+
+    def started(self, prompt_id: str) -> None: ...
+
+    def check_interrupt(self) -> None: ...
+
+    def queue_updated(self) -> None: ...
+
+    def send_sync(self, event: Any, data: Any, sid: str | None = None) -> None: ...
+
+    def supports_preview_metadata(self, sid: str | None) -> bool: ...
+
 
 MAXIMUM_HISTORY_SIZE = 10000
 SENSITIVE_EXTRA_DATA_KEYS = ("auth_token_comfy_org", "api_key_comfy_org")
