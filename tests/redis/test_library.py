@@ -146,3 +146,16 @@ def test_every_default_the_library_reads_comes_from_the_generated_table() -> Non
         used |= set(re.findall(r"\bD\.([A-Z_]+)\b", path.read_text()))
     generated = set(re.findall(r"(\w+) = ", library.lua_defaults()))
     assert used - {"VERSION"} <= generated, sorted(used - {"VERSION"} - generated)
+
+
+def test_no_helper_is_defined_twice_across_the_includes() -> None:
+    """The library is one chunk: a second `local function f` silently shadows the first."""
+    import re
+
+    from emp.redis.library import FUNCTIONS_DIR, INCLUDES
+
+    names: list[str] = []
+    for include in INCLUDES:
+        names += re.findall(r"^local function (\w+)", (FUNCTIONS_DIR / include).read_text(), flags=re.M)
+    assert len(names) > 20
+    assert sorted(n for n in set(names) if names.count(n) > 1) == []

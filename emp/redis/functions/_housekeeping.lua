@@ -18,12 +18,6 @@ local function promote_due(P, now, limit)
   return #due
 end
 
-local function fail_final(P, now, id, j, fclass, err)
-  redis.call('HSET', K.job(P, id), 'status', 'failed', 'finished_at', fmt(now),
-    'failure_class', fclass, 'error', err)
-  finish(P, now, id, 'failed')
-end
-
 local function requeue_expired(P, now, limit, max_lost)
   local expired = redis.call('ZRANGEBYSCORE', K.leases(P), '-inf', now, 'LIMIT', 0, limit)
   for _, id in ipairs(expired) do
