@@ -11,8 +11,9 @@ from emp.cli import common
 DEMO_HELP = (
     "Run a whole fleet on this machine: a local redis-server (unless EMP_REDIS_URL is set; its data "
     "persists under the state dir, and `emp submit` in another terminal finds it), simulated workers "
-    "with different GPUs, the maintenance loop, and a mixed batch of jobs followed live until each "
-    "reached its expected state. Ctrl-C stops everything cleanly."
+    "with different GPUs, a GPU box (the machine agent with 2 fake GPUs, a stand-in ComfyUI and a worker "
+    "per GPU), the maintenance loop, and a mixed batch of jobs followed live until each reached its "
+    "expected state. Ctrl-C stops everything cleanly."
 )
 
 DEMO_EPILOG = (
@@ -45,7 +46,8 @@ def demo(
             metavar="N",
             min=1,
             max=30,
-            help="Worker processes, cycling through the kinds rtx4090 (24 GB), a6000 (48 GB), cpu. "
+            help="Simulated worker processes (the GPU box's 2 workers come on top), cycling through the kinds "
+            "rtx4090 (24 GB), a6000 (48 GB), cpu. "
             "With fewer than 3, jobs no worker can run are expected to end unworkable.",
         ),
     ] = 3,

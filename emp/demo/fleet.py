@@ -1,6 +1,7 @@
 """The demo's fleet and jobs, and what each job is expected to end as (pure: no I/O).
 
-`emp demo` (emp/demo.py) starts these workers as processes and submits these jobs.
+`emp demo` (:mod:`emp.demo.run`) starts these workers as processes (the GPU box's through the
+machine agent) and submits these jobs.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from emp import defaults
-from emp.demo.view import JobRow
+from emp.demo.view import Expected
 from emp.model.matching import requirements_match
 from emp.model.requirements import canonical_from_text
 
@@ -90,7 +91,8 @@ COMFYUI_KIND = WorkerKind(
 )
 """The workers of the demo's GPU box: `emp machine up --gpus 2` runs a (stand-in) ComfyUI and one
 of these per fake GPU, driving it through the real ComfyUI connector. The demo does not start
-them itself: the machine agent does. Added when the fake ComfyUI of emp/stand_ins is available."""
+them itself: the machine agent does. The stand-in ComfyUI ships in the package (emp/stand_ins), so
+every demo runs this box."""
 
 MACHINE_GPUS = 2
 
@@ -98,9 +100,9 @@ COMFYUI_MODEL = "v1-5-pruned-emaonly.safetensors"
 """The checkpoint the demo's txt2img graph loads (the stand-in offers it; so would a stock box)."""
 
 
-def demo_fleet(count: int, *, comfyui: bool = False) -> list[DemoWorker]:
+def demo_fleet(count: int) -> list[DemoWorker]:
     """``count`` simulated worker processes, cycling through the kinds: rtx4090, a6000, cpu,
-    rtx4090-2, ...; with ``comfyui``, the machine agent's workers (one per fake GPU)."""
+    rtx4090-2, ...; then the GPU box's workers (one per fake GPU, started by the machine agent)."""
     if count < 1:
         raise ValueError("the demo needs at least one worker")
     fleet = []
@@ -108,9 +110,7 @@ def demo_fleet(count: int, *, comfyui: bool = False) -> list[DemoWorker]:
         kind = WORKER_KINDS[i % len(WORKER_KINDS)]
         n = i // len(WORKER_KINDS)
         fleet.append(DemoWorker(kind.name if n == 0 else f"{kind.name}-{n + 1}", kind))
-    if comfyui:
-        fleet += [DemoWorker(f"gpu{i}", COMFYUI_KIND) for i in range(MACHINE_GPUS)]
-    return fleet
+    return fleet + [DemoWorker(f"gpu{i}", COMFYUI_KIND) for i in range(MACHINE_GPUS)]
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,11 @@ def comfyui_graphs(seed: int) -> dict[str, dict[str, Any]]:
     return {"txt2img": txt2img, "invert": invert, "invalid": invalid}
 
 
-def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7, comfyui: bool = False) -> list[DemoJob]:
-    """The batch the demo submits (deterministic for a seed): 22 jobs, see the module docstring,
-    and with ``comfyui`` three ComfyUI jobs (txt2img with progress, an image edit, a workflow
-    ComfyUI refuses). ``pace`` stretches every step (the live screen runs slower than --smoke)."""
+def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7) -> list[DemoJob]:
+    """The batch the demo submits (deterministic for a seed): 22 simulation jobs (see
+    :mod:`emp.demo.run`) and three ComfyUI jobs for the GPU box (txt2img with progress, an image
+    edit, a workflow ComfyUI refuses). ``pace`` stretches every step (the live screen runs slower
+    than --smoke)."""
     rng = random.Random(seed)
 
     def sim(steps: int, step_ms: int, **extra: Any) -> dict[str, Any]:
@@ -227,15 +228,14 @@ def demo_jobs(now_ms: int, *, pace: float = 1.0, seed: int = 7, comfyui: bool = 
         job("huge-80g", "needs gpu_memory_gb >= 80: no such worker", "comfyui-sim", 40, sim(4, 100),
             expected="unworkable", requirements=gpu(80)),
     ]  # fmt: skip
-    if comfyui:
-        graphs = comfyui_graphs(now_ms)
-        jobs += [
-            job("comfy-txt2img", "ComfyUI txt2img: KSampler progress, PNG stored", "comfyui", 70,
-                {"workflow": graphs["txt2img"]}),
-            job("comfy-invert", "ComfyUI image edit: output stored", "comfyui", 60, {"workflow": graphs["invert"]}),
-            job("comfy-invalid", "ComfyUI refuses the workflow (400): malformed", "comfyui", 60,
-                {"workflow": graphs["invalid"]}, expected="failed"),
-        ]  # fmt: skip
+    graphs = comfyui_graphs(now_ms)
+    jobs += [
+        job("comfy-txt2img", "ComfyUI txt2img: KSampler progress, PNG stored", "comfyui", 70,
+            {"workflow": graphs["txt2img"]}),
+        job("comfy-invert", "ComfyUI image edit: output stored", "comfyui", 60, {"workflow": graphs["invert"]}),
+        job("comfy-invalid", "ComfyUI refuses the workflow (400): malformed", "comfyui", 60,
+            {"workflow": graphs["invalid"]}, expected="failed"),
+    ]  # fmt: skip
     return jobs
 
 
@@ -258,15 +258,15 @@ def runnable(job: DemoJob, wire: dict[str, Any], fleet: Sequence[DemoWorker]) ->
 
 def expected_rows(
     jobs: Sequence[DemoJob], wires: Sequence[dict[str, Any]], fleet: Sequence[DemoWorker]
-) -> list[JobRow]:
-    """The demo's job rows. A job the chosen fleet cannot run is expected to end unworkable
+) -> list[Expected]:
+    """What the demo expects of each job. A job the chosen fleet cannot run is expected to end unworkable
     (with ``--workers 1`` the a6000-only jobs do)."""
     rows = []
     for job, wire in zip(jobs, wires, strict=True):
         expected, attempt = job.expected, job.expected_attempt
         if not runnable(job, wire, fleet):
             expected, attempt = "unworkable", None
-        rows.append(JobRow(job.id, job.label, job.service, job.priority, expected, attempt))
+        rows.append(Expected(job.id, job.label, job.service, job.priority, expected, attempt))
     return rows
 
 

@@ -3,7 +3,8 @@
 It starts (or reuses) a local redis-server, loads the Function library, starts simulated worker
 processes with different capabilities (a 24 GB "rtx4090", a 48 GB "a6000", a CPU box), runs the
 maintenance loop in-process, submits a mixed batch of jobs and follows them live from the event
-stream until each one reached the state it was meant to reach:
+stream (:mod:`emp.dashboard`: snapshot, follow, re-snapshot after a gap) until each one reached the
+state it was meant to reach:
 
 - plain jobs of varied priority: completed;
 - jobs that need 40 GB or a model only some workers have: completed, on the right worker;
@@ -11,11 +12,10 @@ stream until each one reached the state it was meant to reach:
 - a job that fails transiently once: completed on attempt 2 (after a backoff);
 - a malformed job: failed at once, no retry;
 - a job that needs 80 GB, which no worker has: unworkable (after the grace period);
-- with the stand-in ComfyUI (the fake of emp/stand_ins, in a checkout): a GPU box, run by the
-  machine agent (`emp machine up` with 2 fake GPUs: a ComfyUI and a worker per GPU, supervised),
-  takes a txt2img job (KSampler progress, its PNG stored under
-  ``<state_dir>/demo/<namespace>/outputs``), an image edit, and a workflow ComfyUI refuses (HTTP
-  400: failed as malformed, no retry).
+- a GPU box, run by the machine agent (`emp machine up` with 2 fake GPUs: a stand-in ComfyUI from
+  emp/stand_ins, which ships in the package, and a worker per GPU, supervised), takes a txt2img
+  job (KSampler progress, its PNG stored under ``<state_dir>/demo/<namespace>/outputs``), an
+  image edit, and a workflow ComfyUI refuses (HTTP 400: failed as malformed, no retry).
 
 Then it prints a summary and shuts everything down in order: workers get SIGTERM (they drain),
 the machine agent drains its workers and stops its ComfyUIs, the local redis-server stops last.
@@ -53,6 +53,8 @@ from emp._ports import free_port_pair
 from emp._process import die_with_parent
 from emp.config import Settings, redacted_url
 from emp.coordinator.maintenance import maintenance_loop
+from emp.dashboard.live import GAP_NOTE, LiveFleet
+from emp.dashboard.state import MACHINE_LOGGED, SUBMITTED, apply_event, machine_line
 from emp.demo.fleet import (
     COMFYUI_KIND,
     MACHINE_GPUS,
@@ -65,25 +67,15 @@ from emp.demo.fleet import (
     machine_toml,
     worker_argv,
 )
-from emp.demo.view import (
-    END_STATES,
-    DemoEvent,
-    DemoState,
-    apply_event,
-    apply_snapshot,
-    progress_line,
-    render_demo,
-    render_summary,
-)
+from emp.demo.view import END_STATES, DemoState, progress_line, render_demo, render_summary
 from emp.model.events import Event
 from emp.model.job import parse_submission
 from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
 from emp.redis.embedded import EmbeddedRedis, read_live_url
-from emp.redis.streams import StreamGap, read_after
+from emp.redis.streams import read_after
 from emp.stand_ins import ROOT as STAND_INS_ROOT
-from emp.stand_ins import fakes_available
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +97,6 @@ STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
 
 LIVE_PACE = 2.0
 """The live screen stretches job steps by this, so a person can follow them (~15 s in all)."""
-
-MACHINE_EVENTS_SHOWN = frozenset({"machine_ready", "machine_failed", "machine_shutdown"})
 
 COMFYUI_STEP_MS = 20.0
 """The stand-in ComfyUI's KSampler time per step (the txt2img job has 20 steps)."""
@@ -154,9 +144,14 @@ class Demo:
         self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
         self.client = connect(self.url)
         self.calls = Calls(self.client, self.namespace)
-        self.with_comfyui = fakes_available("comfyui")
-        self.fleet = demo_fleet(self.workers, comfyui=self.with_comfyui)
-        self.last_id = "0-0"
+        self.fleet = demo_fleet(self.workers)
+        self.live = LiveFleet(
+            self.calls,
+            self.state.fleet,
+            on_event=self._on_event,
+            after_read=self._check_done,
+            on_resnapshot=self._on_resnapshot,
+        )
         self.done = anyio.Event()
         self.t0 = time.monotonic()
         self.log_dir = self.settings.state_dir / "demo" / self.namespace
@@ -211,22 +206,17 @@ class Demo:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         last = await self.client.xrevrange(self.calls.keys.events, "+", "-", count=1)
         before_start = str(last[0][0]) if last else "0-0"
-        if self.with_comfyui:
-            await self._start_machine()
-        else:
-            self._say("no stand-in ComfyUI here (emp/stand_ins is not installed): simulated workers only")
+        await self._start_machine()
         self._start_workers()
         if not await self._wait_registered():
             return
-        if self.with_comfyui:
-            await self._machine_ready(before_start)
-        snap = await self.calls.snapshot(max_active=10, max_workers=100, max_recent=1)
-        self.last_id = str(snap.get("stream_id") or "0-0")
+        await self._machine_ready(before_start)
+        await self.live.start()
         await self._submit()
         self.t0 = time.monotonic()
         stop = anyio.Event()
         async with anyio.create_task_group() as tg:
-            tg.start_soon(self._follow)
+            tg.start_soon(self.live.follow)
             tg.start_soon(self._watch_workers)
             tg.start_soon(
                 lambda: maintenance_loop(
@@ -337,8 +327,6 @@ class Demo:
             while True:
                 live = await self.calls.live_workers()
                 if len(live) >= want:
-                    for w in live:
-                        apply_event(self.state, DemoEvent("worker_registered", worker=w.id))
                     return True
                 dead = [p for p in self.procs if p.proc.poll() is not None]
                 if dead:
@@ -368,62 +356,20 @@ class Demo:
 
     async def _submit(self) -> None:
         now_ms = int(time.time() * 1000)
-        jobs = demo_jobs(now_ms, pace=1.0 if self.smoke else LIVE_PACE, comfyui=self.with_comfyui)
+        jobs = demo_jobs(now_ms, pace=1.0 if self.smoke else LIVE_PACE)
         max_payload = self.settings.max_payload_bytes
         wires = [parse_submission({"id": j.id, **j.submission}).to_wire(max_payload) for j in jobs]
-        for row in expected_rows(jobs, wires, self.fleet):
-            self.state.add_job(row)
+        for expected in expected_rows(jobs, wires, self.fleet):
+            self.state.add_job(expected)
         statuses = await self.calls.submit(wires, max_payload)
         for job, status in zip(jobs, statuses, strict=True):
-            row = self.state.jobs[job.id]
-            if row.status == "submitted":
-                row.status = status
+            view = self.state.jobs[job.id]
+            if view.status == SUBMITTED:  # the stream has not told us more yet
+                view.status = status
         self._say(
             f"submitted {len(jobs)} jobs; add your own from another terminal with: "
             f"emp --namespace {self.namespace} submit simulation --payload '{{\"steps\": 20}}'"
         )
-
-    async def _follow(self) -> None:
-        """Fold the event stream into the state; re-snapshot when the stream has a gap."""
-        gap = failing = False
-        while True:
-            try:
-                if gap:
-                    await self._resnapshot()
-                    gap = False
-                events = await read_after(self.client, self.calls.keys.events, self.last_id, block_ms=250)
-            except StreamGap:
-                gap = True
-                continue
-            except Exception as exc:  # Redis restarting: the view waits and retries
-                if not failing:
-                    log.warning("reading events: %s: %s", type(exc).__name__, exc)
-                    self.state.log.append(f"lost Redis ({type(exc).__name__}); retrying")
-                failing = True
-                await anyio.sleep(0.5)
-                continue
-            failing = False
-            for ev in events:
-                self.last_id = ev.id
-                apply_event(self.state, _demo_event(ev))
-                if ev.type in MACHINE_EVENTS_SHOWN:
-                    self._machine_event(ev)
-            self._check_done()
-
-    async def _resnapshot(self) -> None:
-        snap = await self.calls.snapshot(max_active=500, max_workers=100, max_recent=500)
-        listed = {str(r.get("id")) for key in ("active_jobs", "recent") for r in snap.get(key, [])}
-        extra: dict[str, dict[str, Any]] = {}
-        for job_id in self.state.jobs:
-            if job_id not in listed:
-                found = await self.calls.get_job(job_id, events=1)
-                if found is not None and isinstance(found.get("fields"), dict):
-                    extra[job_id] = found["fields"]
-        apply_snapshot(self.state, snap, extra)
-        self.last_id = str(snap.get("stream_id") or "0-0")
-        self.state.log.append("event stream had a gap: re-snapshotted")
-        if self.smoke:
-            self._say("event stream had a gap: re-snapshotted")
 
     async def _machine_ready(self, since: str) -> None:
         """Wait (briefly) for the box's machine_ready, which may come before the view follows the
@@ -432,22 +378,19 @@ class Demo:
             while True:
                 for ev in await read_after(self.client, self.calls.keys.events, since, block_ms=200):
                     since = ev.id
-                    if ev.type in MACHINE_EVENTS_SHOWN:
-                        self._machine_event(ev)
+                    if ev.type in MACHINE_LOGGED:
+                        apply_event(self.state.fleet, ev)
+                        self._on_event(ev)
                         return
 
-    def _machine_event(self, ev: Event) -> None:
-        """The demo box's lifecycle, as a line (the live screen's log, or stdout with --smoke)."""
-        data = ev.data
-        if ev.type == "machine_ready":
-            text = f"machine {ev.machine} ready in {data.get('startup_s', 0):.2f} s"
-        elif ev.type == "machine_failed":
-            text = f"machine {ev.machine}: {data.get('process', '')} failed: {data.get('message', '')}"
-        else:
-            text = f"machine {ev.machine}: {ev.type.removeprefix('machine_')} ({data.get('reason', '')})"
-        self.state.log.append(text)
+    def _on_event(self, ev: Event) -> None:
+        """The box's lifecycle goes to stdout too with --smoke (the live screen shows the log)."""
+        if self.smoke and ev.type in MACHINE_LOGGED:
+            self._say(machine_line(ev))
+
+    def _on_resnapshot(self) -> None:
         if self.smoke:
-            self._say(text)
+            self._say(GAP_NOTE)
 
     def _check_done(self) -> None:
         own = self.state.own_jobs()
@@ -552,10 +495,6 @@ def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
         proc.send_signal(sig)
     except ProcessLookupError:
         pass
-
-
-def _demo_event(ev: Event) -> DemoEvent:
-    return DemoEvent(type=str(ev.type), job=ev.job, worker=ev.worker, attempt=ev.attempt, data=ev.data)
 
 
 def _redis_for(settings: Settings, out: TextIO) -> tuple[str, EmbeddedRedis | None]:

@@ -41,5 +41,12 @@ async def read_after(
     reply: Any = await client.xread({stream: last_id}, count=count, block=block_ms)
     if not reply:
         return []
+    if last_id not in ("0", "0-0"):
+        # A trim between the check above and the read (a writer trims as it appends) makes XREAD
+        # resume silently at the oldest entry. The first entry only moves forward, so when the
+        # stream still holds last_id now, it held it when XREAD ran: the entries read are whole.
+        first = await client.xrange(stream, "-", "+", count=1)
+        if not first or _id_tuple(str(first[0][0])) > _id_tuple(last_id):
+            raise StreamGap(f"stream {stream} was trimmed past {last_id} while it was read: re-snapshot")
     entries: list[tuple[str, dict[str, str]]] = reply[0][1]
     return [decode_event({"id": eid, **fields}) for eid, fields in entries]

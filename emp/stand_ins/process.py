@@ -27,11 +27,6 @@ START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 5.0
 
 
-def fakes_available(name: str = "comfyui") -> bool:
-    """True when this installation has the fake service ``name`` (a checkout does)."""
-    return (STAND_INS_DIR / f"{name}.py").is_file()
-
-
 class StandIn:
     """One fake service process: ``python -m emp.stand_ins.<name> --port P <args>``.
 
@@ -51,8 +46,8 @@ class StandIn:
         port: int | None = None,
         die_with_parent: bool = True,
     ) -> None:
-        if not fakes_available(name):
-            raise FileNotFoundError(f"no stand-in for {name}: {STAND_INS_DIR / (name + '.py')} is not there")
+        if not (STAND_INS_DIR / f"{name}.py").is_file():
+            raise ValueError(f"no stand-in named {name!r} in {STAND_INS_DIR}")
         self.name = name
         self.args = list(args)
         self.port = port or free_port()

@@ -22,6 +22,7 @@ import websockets
 from emp.stand_ins import comfyui_images as img
 from emp.stand_ins.comfyui import FakeComfyUI, workflow_invalid, workflow_ok, workflow_oom, workflow_slow
 from tests.fake_service import FakeService
+from tests.polling import wait_for
 
 pytestmark = pytest.mark.anyio
 
@@ -89,6 +90,12 @@ async def until_done(ws: Any, prompt_id: str, timeout: float = 10.0) -> list[Any
             if isinstance(msg, dict) and msg["type"] == "executing":
                 if msg["data"]["node"] is None and msg["data"].get("prompt_id") == prompt_id:
                     return got
+
+
+async def history_of(client: httpx.AsyncClient, prompt_id: str) -> dict[str, Any]:
+    """The prompt's ``/history`` entry: empty until it has ended."""
+    body: dict[str, Any] = (await client.get(f"/history/{prompt_id}")).json()
+    return body
 
 
 def types(msgs: list[Any]) -> list[str]:
@@ -410,13 +417,14 @@ async def test_duplicate_client_id_leaves_the_second_socket_deaf(fake: FakeComfy
         ws2 = await websockets.connect(url, proxy=None)
         await recv(ws2)  # ws2 replaced ws1 in the socket map...
         await ws1.close()  # ...and ws1 closing unregisters the sid: ws2 now hears nothing
-        await anyio.sleep(0.05)
+
+        async def unregistered() -> bool:
+            return cid not in fake.sockets
+
+        await wait_for(unregistered, what="the sid to be unregistered")
         pid = (await submit(client, workflow_ok(), client_id=cid)).json()["prompt_id"]
-        for _ in range(100):
-            if (await client.get(f"/history/{pid}")).json():
-                break
-            await anyio.sleep(0.02)
-        assert (await client.get(f"/history/{pid}")).json()[pid]["status"]["status_str"] == "success"
+        history = await wait_for(lambda: history_of(client, pid), what=f"prompt {pid} in the history")
+        assert history[pid]["status"]["status_str"] == "success"
         with anyio.move_on_after(0.2):
             extra = await recv(ws2)
             raise AssertionError(f"ws2 got {extra}")
@@ -447,9 +455,7 @@ async def test_prompt_without_client_id_broadcasts_progress_only(fake: FakeComfy
         assert len(hello["data"]["sid"]) == 32
         pid = (await submit(client, slow(3))).json()["prompt_id"]
         got = []
-        with anyio.fail_after(5):
-            while not (await client.get(f"/history/{pid}")).json():
-                await anyio.sleep(0.02)
+        await wait_for(lambda: history_of(client, pid), what=f"prompt {pid} in the history")
         with anyio.move_on_after(0.2):
             while True:
                 got.append(await recv(listener))
