@@ -347,3 +347,12 @@ async def test_an_oversized_payload_is_refused_by_both(calls: Calls) -> None:
     with pytest.raises(JobValidationError, match="payload"):
         await calls.submit([by_hand({"payload": big})], "")  # type: ignore[arg-type]
     assert await namespace_keys(calls) == set()
+
+
+async def test_the_payload_depth_limit_is_put_back_after_each_decode(calls: Calls) -> None:
+    """The payload's depth limit is cjson's own setting, shared by the whole Lua VM: after a refused
+    payload, deeper JSON elsewhere (here the requirements, decoded with cjson's default) still decodes."""
+    deep = json.dumps(nested(defaults.MAX_JSON_DEPTH + 1))
+    with pytest.raises(JobValidationError, match="nested more than"):
+        await calls.submit([raw_wire("too-deep", payload=deep)], MAX_PAYLOAD)
+    assert await calls.submit([raw_wire("deep-requirements", requirements=deep)], MAX_PAYLOAD) != []
