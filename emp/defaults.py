@@ -27,13 +27,13 @@ IDLE_TTL_S = 15.0
 """An idle-set entry outlives three idle polls; a dead idle worker stops being woken after it."""
 
 WAKE_CANDIDATES = 8
-"""How many idle workers one enqueue inspects to find one that can run the job."""
-
-CLAIM_MAX_SIGNATURES = 256
-"""Signatures one claim call may walk: bounds the call's time whatever the queue shape."""
+"""How many members of one idle set (the job's signature, workflow or customer) one enqueue inspects
+to find a worker that may run the job: every member matches the signature, so only per-job rules
+(a denied customer, an avoided worker) can turn one down."""
 
 CLAIM_LOOKAHEAD = 16
-"""How deep into one queue a claim looks past jobs that fail per-job rules (customer, avoid)."""
+"""The first page a claim reads of a queue whose jobs it checks one by one (customer rules) and of a
+workflow / customer index; deeper pages are CLAIM_PAGE_DEEP long."""
 
 MAINTENANCE_PAGE = 100
 """Due scheduled jobs promoted / expired leases requeued per Function call: bounded work."""
@@ -56,10 +56,6 @@ reduced by up to JITTER (x (1 - jitter*r)) so a burst of failures does not retry
 
 UNAVAILABLE_DELAY_MS = 2000
 """A job whose service was down is requeued after this, without using an attempt."""
-
-AVOID_WORKER_MS = 60_000
-"""After resource_exhausted on a worker, that worker skips the job this long (another worker
-should take it; a lone worker still gets it back afterwards)."""
 
 PRIORITY = 50
 PRIORITY_MIN = 0
@@ -297,3 +293,40 @@ HEALTH_LOG_MAX_LINES = 10_000
 MACHINE_WORKER_STOP_GRACE_S = 10.0
 """On shutdown a worker gets the drain timeout plus this before SIGKILL: time to release the jobs
 it could not finish (a release is one Redis call) and say it is offline."""
+
+# -- leaks and OOM retries ----------------------------------------------------------------------
+
+LIVE_WORKER_SCAN = 1000
+"""How many live workers a Function looks at to learn whether one can run a job (after
+resource_exhausted: another worker, one with more GPU memory) or serves a service (pruning the
+`services` set). A larger fleet is assumed to have one: the job is retried, the service kept."""
+
+UNWORKABLE_RETENTION_S = 24 * 3600
+"""A job that stays unworkable this long (no live worker can run it) fails as `unworkable`, visibly,
+instead of waiting forever: rented fleets change within hours, a day covers a weekend restart."""
+
+PRUNE_SERVICES_PAGE = 100
+"""Services the cleanup Function looks at per call when it prunes the `services` set."""
+
+# -- mixed fleets: wake, claim depth, signature lifecycle -----------------------------------------
+
+CLAIM_PAGE_DEEP = 128
+"""Heads, queue members or index members a claim reads per page once the first page did not settle
+it: a claim walks without a cap (no starvation), and big pages keep a deep walk to a few reads."""
+
+CLAIM_SCAN_MAX = 2000
+"""Job records one claim call may read to check per-job rules (customer, workflow, avoided workers):
+bounds how long one call holds Redis (~2-3 ms) when rules skip thousands of jobs; the claim returns
+the best it found, and the worker's next claim looks again."""
+
+IDLE_FILL_MAX = 200
+"""Idle workers of a service tested at once against a new signature (to join its idle set); any
+others join at their next idle poll (idle_poll_s): a new signature costs at most this much."""
+
+SIGNATURE_RETIRE_GRACE_S = 60.0
+"""A signature whose queue stayed empty this long is retired (its entry, idle set and match-cache
+entries): a steady trickle of jobs keeps its signature and warm caches between jobs, and a thousand
+one-off requirement sets are gone a minute or two after their last job."""
+
+SIGNATURE_RETIRE_PAGE = 200
+"""Signatures one retirement call examines per service (HSCAN page): bounded work per call."""

@@ -42,11 +42,9 @@ SHOW_ORDER = (
     "service", "status", "priority", "attempt", "tries", "max_attempts", "progress", "message",
     "worker_id", "machine_id", "customer_id", "workflow_id", "workflow_priority", "workflow_datetime",
     "step", "total_steps", "timeout_s", "run_at", "created_at", "assigned_at", "started_at", "finished_at",
-    "failure_class", "error", "result", "lost", "unavailable", "avoid_worker", "avoid_until", "sig", "seq", "score",
+    "failure_class", "error", "result", "lost", "unavailable", "avoid_workers", "gpu_gb_over", "sig", "seq", "score",
 )  # fmt: skip
-TIME_FIELDS = frozenset(
-    {"created_at", "assigned_at", "started_at", "finished_at", "run_at", "workflow_datetime", "avoid_until"}
-)
+TIME_FIELDS = frozenset({"created_at", "assigned_at", "started_at", "finished_at", "run_at", "workflow_datetime"})
 
 
 def print_json(data: Any) -> None:

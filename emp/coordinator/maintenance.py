@@ -6,7 +6,9 @@ One pass, :func:`run_maintenance_once`, does three bounded things:
    (claims do this too when it is due; a pass makes sure it happens while no worker claims);
 2. ``emp_cleanup``: trim the listing indexes of expired jobs and mark lapsed workers offline;
 3. :func:`detect_unworkable`: judge each requirements signature against the live workers, with
-   the matching rules of :mod:`emp.model.matching` (the same rules the claim Function runs).
+   the matching rules of :mod:`emp.model.matching` (the same rules the claim Function runs);
+4. ``emp_retire_signatures``: retire signatures whose queue stayed empty for the grace period, a
+   page at a time, so the live signatures follow what is pending.
 
 :func:`maintenance_loop` runs a pass every interval, but only in the process that wins the
 ``guard:maintenance`` key (``SET NX PX``) for that round, so ten processes running the loop do
@@ -56,6 +58,7 @@ class MaintenanceReport:
     workers_offline: int = 0
     marked_unworkable: int = 0
     revived: int = 0
+    retired: int = 0
     next_due_ms: int | None = None
     elapsed_ms: float = 0.0
 
@@ -68,6 +71,7 @@ class MaintenanceReport:
             or self.workers_offline
             or self.marked_unworkable
             or self.revived
+            or self.retired
         )
 
     def summary(self) -> str:
@@ -81,6 +85,7 @@ class MaintenanceReport:
                 ("workers_offline", self.workers_offline),
                 ("unworkable", self.marked_unworkable),
                 ("revived", self.revived),
+                ("signatures_retired", self.retired),
             )
             if value
         ]
@@ -168,6 +173,7 @@ async def run_maintenance_once(
     grace_s: float = defaults.UNWORKABLE_GRACE_S,
     max_lost: int = defaults.MAX_LOST_LEASES,
     page: int = defaults.MAINTENANCE_PAGE,
+    retire_grace_s: float = defaults.SIGNATURE_RETIRE_GRACE_S,
 ) -> MaintenanceReport:
     """One full pass (no guard: see :func:`run_guarded_pass`). Each step is bounded by pages."""
     t0 = time.perf_counter()
@@ -187,6 +193,13 @@ async def run_maintenance_once(
         if t < page and o < page:
             break
     marked, revived = await detect_unworkable(calls, grace_s, page=page)
+    retired = 0
+    retire_grace_ms = max(0, int(retire_grace_s * 1000))
+    for _ in range(MAX_PAGES):
+        n, round_done = await calls.retire_signatures(retire_grace_ms)
+        retired += n
+        if round_done:
+            break
     return MaintenanceReport(
         promoted=promoted,
         requeued=requeued,
@@ -194,6 +207,7 @@ async def run_maintenance_once(
         workers_offline=offline,
         marked_unworkable=marked,
         revived=revived,
+        retired=retired,
         next_due_ms=next_due,
         elapsed_ms=(time.perf_counter() - t0) * 1000,
     )

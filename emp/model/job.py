@@ -357,9 +357,8 @@ _INT_FIELDS = (
     "assigned_at",
     "started_at",
     "finished_at",
-    "avoid_until",
 )
-_FLOAT_FIELDS = ("timeout_s", "progress")
+_FLOAT_FIELDS = ("timeout_s", "progress", "gpu_gb_over")
 _TEXT_FIELDS = (
     "customer_id",
     "workflow_id",
@@ -369,7 +368,6 @@ _TEXT_FIELDS = (
     "message",
     "error",
     "failure_class",
-    "avoid_worker",
 )
 _COUNTERS = ("attempt", "tries", "lost", "unavailable")
 
@@ -409,8 +407,10 @@ class Job:
     result: Any = None
     error: str | None = None
     failure_class: str | None = None
-    avoid_worker: str | None = None
-    avoid_until: int | None = None
+    avoid_workers: list[str] = field(default_factory=list)
+    """Workers it ran out of memory on (resource_exhausted): none of them takes it again."""
+    gpu_gb_over: float | None = None
+    """Only a worker with more GPU memory than this takes it (set after it ran out of memory)."""
     history: list[dict[str, Any]] = field(default_factory=list)
     payload: Any = None
     requirements: dict[str, Any] | None = None
@@ -447,6 +447,8 @@ class Job:
             kwargs[name] = _opt_float(f.get(name))
         for name in _TEXT_FIELDS:
             kwargs[name] = f.get(name) or None
+        avoid = _json_or_text(f.get("avoid_workers"))
+        kwargs["avoid_workers"] = [str(w) for w in avoid] if isinstance(avoid, list) else []
         kwargs["result"] = _json_or_text(f.get("result"))
         history = _json_or_text(f.get("history"))
         kwargs["history"] = [h for h in history if isinstance(h, dict)] if isinstance(history, list) else []
@@ -457,7 +459,17 @@ class Job:
                 kwargs["requirements"] = _submittable(canonical)
             except RequirementsError:
                 kwargs["requirements"] = None
-        known = {"id", "service", "status", "result", "history", *_INT_FIELDS, *_FLOAT_FIELDS, *_TEXT_FIELDS}
+        known = {
+            "id",
+            "service",
+            "status",
+            "result",
+            "history",
+            "avoid_workers",
+            *_INT_FIELDS,
+            *_FLOAT_FIELDS,
+            *_TEXT_FIELDS,
+        }
         kwargs["extra"] = {k: v for k, v in f.items() if k not in known}
         return cls(**kwargs)
 
@@ -476,8 +488,8 @@ class Job:
             requirements=requirements,
             customer_id=self.customer_id,
             workflow_id=self.workflow_id,
-            avoid_worker=self.avoid_worker,
-            avoid_until_ms=self.avoid_until,
+            avoid_workers=tuple(self.avoid_workers),
+            gpu_gb_over=self.gpu_gb_over,
         )
 
     @property

@@ -18,7 +18,8 @@ is a plain array) and ``customer_isolation`` (``"strict"`` needs a strict worker
 no constraint). A negative key excludes the worker when it *matches* by the same rules.
 
 Per-job rules (not part of a signature): the worker's customer deny/allow lists and strict
-isolation, its workflow restriction, and a job avoiding the worker it just exhausted.
+isolation, its workflow restriction, and, after the job ran out of memory (``resource_exhausted``),
+the workers it avoids and the GPU memory it needs more than (:func:`emp.model.retry.after_out_of_memory`).
 
 Worker capabilities are a plain dict::
 
@@ -50,8 +51,11 @@ class JobView:
     requirements: Canonical = EMPTY
     customer_id: str | None = None
     workflow_id: str | None = None
-    avoid_worker: str | None = None
-    avoid_until_ms: int | None = None
+    avoid_workers: tuple[str, ...] = ()
+    """Workers the job ran out of memory on: none of them takes it again."""
+    gpu_gb_over: float | None = None
+    """Set after it ran out of memory with this much GPU memory while a live worker had more: only a
+    worker with more than this (``hardware.gpu_memory_gb``) takes it."""
 
 
 # -- one key ----------------------------------------------------------------------------------
@@ -217,7 +221,7 @@ def _str_list(v: Any) -> list[Any]:
     return v if isinstance(v, list) else []
 
 
-def _job_rules_reason(job: JobView, caps: dict[str, Any], worker_id: str | None, now_ms: int) -> str | None:
+def _job_rules_reason(job: JobView, caps: dict[str, Any], worker_id: str | None) -> str | None:
     wf = caps.get("workflow_id")
     if isinstance(wf, str) and wf and job.workflow_id != wf:
         got = f"workflow {job.workflow_id!r}" if job.workflow_id else "no workflow"
@@ -235,36 +239,60 @@ def _job_rules_reason(job: JobView, caps: dict[str, Any], worker_id: str | None,
             return f"customer {customer!r} is not in the worker's allowed customers {_show(allowed)}"
         if _is_strict(access.get("isolation")) and not allowed:
             return "worker has strict customer isolation and no allowed customers"
-    if job.avoid_worker and worker_id is not None and job.avoid_worker == worker_id:
-        until = job.avoid_until_ms or 0
-        if now_ms < until:
-            return f"job avoids worker {worker_id!r} until {until} (it ran out of resources there)"
+    return _memory_reason(job, caps, worker_id)
+
+
+def gpu_memory_gb(caps: Any) -> float | None:
+    """The worker's ``hardware.gpu_memory_gb`` when it is a number, else None."""
+    mem = walk(caps, "hardware.gpu_memory_gb")
+    return float(mem) if _is_number(mem) else None
+
+
+def _memory_reason(job: JobView, caps: dict[str, Any], worker_id: str | None) -> str | None:
+    """The rules a job gets after running out of memory (both are checked only once it has)."""
+    if not job.avoid_workers:
+        return None
+    if worker_id is not None and worker_id in job.avoid_workers:
+        return f"job ran out of memory on worker {worker_id!r} before and avoids it"
+    if job.gpu_gb_over is not None:
+        mem = gpu_memory_gb(caps)
+        if mem is None or mem <= job.gpu_gb_over:
+            has = "none" if mem is None else _show(walk(caps, "hardware.gpu_memory_gb"))
+            return (
+                f"job needs more than {_show(job.gpu_gb_over)} GB of GPU memory (it ran out of memory with that "
+                f"much), worker has {has}"
+            )
     return None
 
 
 def job_rules_match(job: JobView, caps: Any, worker_id: str | None = None, now_ms: int = 0) -> bool:
-    """The rules that depend on the job's own customer / workflow / avoided worker."""
-    return _job_rules_reason(job, caps if isinstance(caps, dict) else {}, worker_id, now_ms) is None
+    """The rules that depend on the job's own customer / workflow / out-of-memory history.
+
+    ``now_ms`` is accepted for callers written when avoiding a worker was time-bound; no rule
+    depends on the time now.
+    """
+    return _job_rules_reason(job, caps if isinstance(caps, dict) else {}, worker_id) is None
 
 
 # -- the whole decision ------------------------------------------------------------------------
 
 
-def explain(job: JobView, caps: Any, worker_id: str | None, now_ms: int) -> str | None:
+def explain(job: JobView, caps: Any, worker_id: str | None, now_ms: int = 0) -> str | None:
     """None when the worker can run the job now; else a short reason naming the first failing rule.
 
     Order of checks: service, positive requirements, negative requirements, workflow restriction,
-    customer rules, avoided worker.
+    customer rules, avoided workers, GPU memory after running out of it. (``now_ms``: see
+    :func:`job_rules_match`.)
     """
     c = caps if isinstance(caps, dict) else {}
     services = _str_list(c.get("services"))
     if not _contains(services, job.service):
         return f"service {job.service!r} not in worker services {_show(services)}"
-    return _requirements_reason(job.requirements, c, job.service) or _job_rules_reason(job, c, worker_id, now_ms)
+    return _requirements_reason(job.requirements, c, job.service) or _job_rules_reason(job, c, worker_id)
 
 
-def can_run(job: JobView, caps: Any, worker_id: str | None, now_ms: int) -> bool:
-    """Can this worker (``caps``, ``worker_id``) take this job at ``now_ms``?"""
+def can_run(job: JobView, caps: Any, worker_id: str | None, now_ms: int = 0) -> bool:
+    """Can this worker (``caps``, ``worker_id``) take this job? (``now_ms``: see :func:`job_rules_match`.)"""
     c = caps if isinstance(caps, dict) else {}
     return (
         _contains(_str_list(c.get("services")), job.service)

@@ -10,7 +10,7 @@ stays below 2^51, exact in a double (Lua numbers, Redis zset scores).
 
 Ties (same priority, same millisecond) are broken by the zset member, which starts with the
 12-hex-digit submission ``seq``: ``f"{seq:012x}"`` + ``":"`` (plain) or ``"!"`` (the job has an
-``avoid_worker``, so a claim must read its hash first) + the job id. A retried, requeued or released
+``avoid_workers``, so a claim must read its hash first) + the job id. A retried, requeued or released
 job is re-added with its original score and seq: it goes back to its place.
 """
 

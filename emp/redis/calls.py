@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.asyncio.cluster import ClusterNode
+from redis.exceptions import MovedError, ResponseError
 
 from emp.errors import BrokerError, JobExists, JobNotFound, JobValidationError, NotRetryable, StaleAttempt
 from emp.model.events import decode_event
@@ -27,6 +27,7 @@ from emp.model.job import Job, JobStatus
 from emp.model.services import ServiceRecord
 from emp.model.snapshot import Snapshot
 from emp.redis import library
+from emp.redis.client import RedisClient
 from emp.redis.keys import Keys
 
 SUBMIT_FIELDS = (
@@ -208,10 +209,11 @@ def _map_error(exc: ResponseError) -> Exception:
 class Calls:
     """Typed access to the emp library for one namespace.
 
-    ``client`` must be a ``redis.asyncio.Redis`` built with ``decode_responses=True``.
+    ``client`` must come from :func:`emp.redis.client.connect` (str replies): one Redis or a cluster,
+    where every call goes to the master of the namespace's slot (KEYS[1] carries the ``{ns}`` tag).
     """
 
-    def __init__(self, client: Redis, namespace: str) -> None:
+    def __init__(self, client: RedisClient, namespace: str) -> None:
         self.client = client
         self.keys = Keys(namespace)
         self.p = self.keys.prefix
@@ -222,9 +224,19 @@ class Calls:
                 if ro:
                     return await self.client.fcall_ro(name, len(keys), *keys, *args)
                 return await self.client.fcall(name, len(keys), *keys, *args)
+            except MovedError:
+                # A single-Redis client got a redirection: the URL names a cluster node, and the
+                # one-time probe in connect() could not reach it when this process started.
+                raise BrokerError(
+                    "Redis answered MOVED: it is a Redis Cluster node; write the URL as redis+cluster://"
+                    " (or add ?cluster=1) and restart this process"
+                ) from None
             except ResponseError as exc:
                 if attempt == 1 and "function not found" in str(exc).lower():
-                    await library.ensure_loaded(self.client)
+                    # On a cluster, load on the master that said so (a new or restarted master).
+                    where = getattr(exc, "connection", None)  # the cluster client names the node that answered
+                    node = where if isinstance(where, ClusterNode) else None
+                    await library.ensure_loaded(self.client, node=node)
                     continue
                 raise _map_error(exc) from None
         raise AssertionError("unreachable")
@@ -420,6 +432,13 @@ class Calls:
         reply = await self._fcall("emp_cleanup", [self.keys.workers], self.p, page)
         return int(reply[0]), int(reply[1])
 
+    async def retire_signatures(self, grace_ms: int, page: int | None = None) -> tuple[int, bool]:
+        """One bounded step of signature retirement: (signatures retired, whether a round finished).
+        ``page``: signatures examined per service (None: the library's SIGNATURE_RETIRE_PAGE)."""
+        args = (self.p, grace_ms, "" if page is None else page)
+        reply = await self._fcall("emp_retire_signatures", [self.keys.sig_scan], *args)
+        return int(reply[0]), int(reply[1]) == 1
+
     async def signatures(self) -> list[dict[str, Any]]:
         reply = await self._fcall("emp_signatures", [self.keys.services], self.p, ro=True)
         rows = json.loads(reply)
@@ -483,11 +502,15 @@ class Calls:
         return bool(reply[0] == "OK")
 
     async def live_workers(self, page: int = 500) -> list[LiveWorker]:
+        """Every worker whose registration has not lapsed, ``page`` index entries a call."""
         out: list[LiveWorker] = []
         offset = 0
         while True:
             reply = await self._fcall("emp_live_workers", [self.keys.workers], self.p, offset, page, ro=True)
-            for i in range(0, len(reply), 6):
+            # Paged by index entries, not by workers returned: an entry whose hash is gone makes a
+            # page short without being the last one.
+            next_offset = _opt_int(reply[0])
+            for i in range(1, len(reply), 6):
                 try:
                     caps = json.loads(reply[i + 1])
                 except ValueError:
@@ -502,9 +525,9 @@ class Calls:
                         machine_id=reply[i + 5],
                     )
                 )
-            if len(reply) < page * 6:
+            if next_offset is None:
                 return out
-            offset += page
+            offset = next_offset
 
     async def service_status(self, service_id: str, status: str, ttl_ms: int, record: dict[str, Any]) -> bool:
         """Report a service's state (emp_service_status); True when the state changed."""
@@ -527,13 +550,12 @@ class Calls:
     async def _live_records(self, function: str, index: str, page: int) -> list[dict[str, Any]]:
         """All pages of a read-only listing Function that answers one JSON object per record."""
         out: list[dict[str, Any]] = []
-        offset = 0
-        while True:
+        offset: int | None = 0
+        while offset is not None:
             reply = await self._fcall(function, [index], self.p, offset, page, ro=True)
-            out += [json.loads(r) for r in reply]
-            if len(reply) < page:
-                return out
-            offset += page
+            out += [json.loads(r) for r in reply[1:]]
+            offset = _opt_int(reply[0])  # paged by index entries: a page may be short and not the last
+        return out
 
     async def machine_report(self, machine_id: str, ttl_ms: int, record: dict[str, Any]) -> None:
         """A machine agent's heartbeat with its record (emp_machine_report)."""

@@ -58,6 +58,15 @@ class Keys:
     def usigs(self, service: str) -> str:
         return f"{self.prefix}usigs:{service}"
 
+    def empty_sigs(self, service: str) -> str:
+        """zset: live signature -> when its queue was first seen empty (retired after a grace)."""
+        return f"{self.prefix}esigs:{service}"
+
+    @property
+    def sig_scan(self) -> str:
+        """hash: the signature retirement walk's HSCAN cursor per service (``u:<service>`` for usigs)."""
+        return f"{self.prefix}sigscan"
+
     def worker(self, worker_id: str) -> str:
         return f"{self.prefix}worker:{worker_id}"
 
@@ -70,6 +79,18 @@ class Keys:
 
     def idle(self, service: str) -> str:
         return f"{self.prefix}idle:{service}"
+
+    def idle_sig(self, service: str, sig: str) -> str:
+        """zset: idle unrestricted workers that match this signature -> idle deadline ms (who a job wakes)."""
+        return f"{self.prefix}idle:{service}:{sig}"
+
+    def idle_workflow(self, service: str, workflow_id: str) -> str:
+        """zset: idle workers restricted to this workflow -> idle deadline ms."""
+        return f"{self.prefix}idlewf:{service}:{workflow_id}"
+
+    def idle_customer(self, service: str, customer_id: str) -> str:
+        """zset: idle workers whose allowed-customers list names this customer -> idle deadline ms."""
+        return f"{self.prefix}idlec:{service}:{customer_id}"
 
     def done(self, status: str) -> str:
         return f"{self.prefix}done:{status}"

@@ -16,7 +16,9 @@ local per name. The version is ``"<SCHEMA>:<digest of the text>"``.
 Every process calls :func:`ensure_loaded` at start-up. It loads the library unless the server
 already has this exact version, and refuses to replace a library with a newer SCHEMA (a rolling
 upgrade: new clients load first, old ones keep working until they are replaced). ``calls.py`` calls
-it again when Redis answers "Function not found" (Redis restarted without persistence).
+it again when Redis answers "Function not found" (Redis restarted without persistence). On a Redis
+Cluster each master holds its own copy: every master is checked and loaded on its own, and a
+"Function not found" reloads the node that said it.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from redis.asyncio import Redis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ResponseError
 
 from emp import defaults
 from emp.errors import LibraryVersionError
+from emp.redis.client import RedisClient
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +61,6 @@ _LUA_DEFAULTS = {
     "EVENTS_MAXLEN": defaults.EVENTS_MAXLEN,
     "JOB_EVENTS_MAXLEN": defaults.JOB_EVENTS_MAXLEN,
     "WAKE_CANDIDATES": defaults.WAKE_CANDIDATES,
-    "CLAIM_MAX_SIGNATURES": defaults.CLAIM_MAX_SIGNATURES,
     "CLAIM_LOOKAHEAD": defaults.CLAIM_LOOKAHEAD,
     "MAINTENANCE_PAGE": defaults.MAINTENANCE_PAGE,
     "MAX_ATTEMPTS": defaults.MAX_ATTEMPTS,
@@ -68,7 +70,6 @@ _LUA_DEFAULTS = {
     "RETRY_MAX_MS": defaults.RETRY_MAX_MS,
     "RETRY_JITTER": defaults.RETRY_JITTER,
     "UNAVAILABLE_DELAY_MS": defaults.UNAVAILABLE_DELAY_MS,
-    "AVOID_WORKER_MS": defaults.AVOID_WORKER_MS,
     "RETENTION_S": defaults.RETENTION_S,
     "IDLE_TTL_MS": int(defaults.IDLE_TTL_S * 1000),
     "MAX_PAYLOAD_BYTES": defaults.MAX_PAYLOAD_BYTES,
@@ -99,6 +100,13 @@ _LUA_DEFAULTS = {
     "SNAPSHOT_ACTIVE_JOBS": defaults.SNAPSHOT_ACTIVE_JOBS,
     "SNAPSHOT_WORKERS": defaults.SNAPSHOT_WORKERS,
     "SNAPSHOT_RECENT": defaults.SNAPSHOT_RECENT,
+    "LIVE_WORKER_SCAN": defaults.LIVE_WORKER_SCAN,
+    "UNWORKABLE_RETENTION_MS": defaults.UNWORKABLE_RETENTION_S * 1000,
+    "PRUNE_SERVICES_PAGE": defaults.PRUNE_SERVICES_PAGE,
+    "CLAIM_PAGE_DEEP": defaults.CLAIM_PAGE_DEEP,
+    "CLAIM_SCAN_MAX": defaults.CLAIM_SCAN_MAX,
+    "IDLE_FILL_MAX": defaults.IDLE_FILL_MAX,
+    "SIGNATURE_RETIRE_PAGE": defaults.SIGNATURE_RETIRE_PAGE,
 }
 """Every default the Lua library reads, as ``D.<NAME>`` (integers and strings only)."""
 
@@ -145,22 +153,59 @@ def function_names() -> list[str]:
     return names
 
 
-async def server_version(client: Redis) -> str | None:
-    """The version of the library loaded on the server, or None when there is none."""
+async def _version_on(client: RedisClient, node: ClusterNode | None) -> str | None:
     try:
-        return str(await client.fcall_ro("emp_version", 0))
+        if node is None:
+            return str(await client.fcall_ro("emp_version", 0))
+        return str(await client.execute_command("FCALL_RO", "emp_version", 0, target_nodes=node))
     except ResponseError as exc:
         if "not found" in str(exc).lower():
             return None
         raise
 
 
-async def ensure_loaded(client: Redis, force: bool = False) -> str:
-    """Load the library unless this exact version is there; return the version now loaded."""
+def _masters(client: RedisClient) -> list[ClusterNode | None]:
+    """Where the library must be: every primary of a cluster, or the one Redis (None)."""
+    if isinstance(client, RedisCluster):
+        return list(client.get_primaries())
+    return [None]
+
+
+async def server_versions(client: RedisClient) -> dict[str, str | None]:
+    """The library version on each master (``host:port``; one entry ``""`` for a single Redis)."""
+    if isinstance(client, RedisCluster):
+        await client.initialize()  # the node list comes with the first topology read
+    return {("" if node is None else node.name): await _version_on(client, node) for node in _masters(client)}
+
+
+async def server_version(client: RedisClient) -> str | None:
+    """The library version on the server, or None when there is none. On a cluster: the version every
+    master has, or None when one lacks it or they differ (:func:`server_versions` tells which)."""
+    versions = set((await server_versions(client)).values())
+    return versions.pop() if len(versions) == 1 else None
+
+
+async def ensure_loaded(client: RedisClient, force: bool = False, node: ClusterNode | None = None) -> str:
+    """Load the library unless this exact version is there; return the version now loaded.
+
+    On a cluster, on every master (each checked on its own), or on ``node`` alone: the one that
+    answered "Function not found" (a new master, or one that restarted empty). Replicas get the
+    library from their master.
+    """
+    if isinstance(client, RedisCluster):
+        await client.initialize()
+    targets = [node] if node is not None else _masters(client)
+    version = library_source()[1]
+    for target in targets:
+        await _ensure_on(client, target, force)
+    return version
+
+
+async def _ensure_on(client: RedisClient, node: ClusterNode | None, force: bool) -> None:
     text, version = library_source()
-    current = await server_version(client)
+    current = await _version_on(client, node)
     if current == version and not force:
-        return version
+        return
     if current is not None and not force:
         try:
             their_schema = int(current.split(":", 1)[0])
@@ -170,6 +215,9 @@ async def ensure_loaded(client: Redis, force: bool = False) -> str:
             raise LibraryVersionError(
                 f"the server has emp library {current}, newer than this client's {version}: upgrade emp"
             )
-    await client.function_load(text, replace=True)
-    log.info("loaded emp function library %s (was %s)", version, current or "none")
-    return version
+    if node is None:
+        await client.function_load(text, replace=True)
+    else:
+        await client.execute_command("FUNCTION LOAD", "REPLACE", text, target_nodes=node)
+    where = "" if node is None else f" on {node.name}"
+    log.info("loaded emp function library %s%s (was %s)", version, where, current or "none")

@@ -17,6 +17,7 @@ from tests.redis.helpers import (
     job_events,
     job_hash,
     job_state,
+    namespace_keys,
     register,
     server_ms,
     sig_of,
@@ -124,3 +125,28 @@ async def test_cancel_of_an_ended_job_is_none_and_changes_nothing(calls: Calls, 
 async def test_cancel_of_an_unknown_job(calls: Calls) -> None:
     with pytest.raises(JobNotFound):
         await calls.cancel("nope")
+
+
+async def keys_of_job(calls: Calls, job_id: str) -> list[str]:
+    """Every key of the namespace that belongs to this one job (its hash, payload and stream)."""
+    return sorted(k for k in await namespace_keys(calls) if k.endswith(":" + job_id))
+
+
+@pytest.mark.parametrize("state", ["pending", "scheduled", "unworkable", "assigned", "in_progress"])
+async def test_every_key_of_a_cancelled_job_expires(calls: Calls, state: str) -> None:
+    """Leak: a job cancelled before any worker saw it had no stream when the TTLs were set, so the
+    stream the cancel event then created never expired. Every key of the job must expire."""
+    if state == "scheduled":
+        await submit(calls, {"id": "a", "run_at": await server_ms(calls) + 60_000})
+    else:
+        await submit(calls, "a")
+    if state == "unworkable":
+        await calls.mark_unworkable(SERVICE, sig_of(SERVICE), 0)
+    if state in ("assigned", "in_progress"):
+        await register(calls, "w")
+        await claim_job(calls, "w", start=state == "in_progress")
+    assert await calls.cancel("a") == state
+    keys = await keys_of_job(calls, "a")
+    assert {calls.keys.job("a"), calls.keys.payload("a"), calls.keys.job_events("a")} <= set(keys)
+    ttls = {k: await calls.client.ttl(k) for k in keys}
+    assert all(0 < t <= defaults.RETENTION_S for t in ttls.values()), f"keys that never expire: {ttls}"

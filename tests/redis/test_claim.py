@@ -293,9 +293,10 @@ async def test_avoid_worker_after_resource_exhausted(calls: Calls) -> None:
 async def test_avoided_job_does_not_block_the_jobs_behind_it(calls: Calls) -> None:
     """Regression (_claim.lua scan_heads): a worker without customer rules read only the head member of
     each matching queue; when that head avoided this worker (resource_exhausted), the whole
-    signature was skipped for AVOID_WORKER_MS (60 s) although jobs it may run waited right behind.
+    signature was skipped although jobs it may run waited right behind.
     docs/internals.md: "If the head job fails a per-job rule it looks at most 16 deep"."""
     await register(calls, "w1")
+    await register(calls, "w2")  # so the out-of-memory job is retried (on w2), not failed at once
     await submit(calls, {"id": "oom", "priority": 99}, "next")
     got = await claim_job(calls, "w1")
     await calls.fail("oom", got.attempt, "w1", "resource_exhausted", "oom", 0.0)
@@ -383,3 +384,153 @@ async def test_claim_requeues_an_expired_lease_and_can_take_it(calls: Calls) -> 
     assert got.id == "a" and got.attempt == 2
     h = await job_hash(calls, "a")
     assert h["lost"] == "1" and json.loads(h["history"])[0]["outcome"] == "lease_expired"
+
+
+# -- mixed fleets: waking the one worker that can run a job ----------------------------------
+
+SMALL_GPU = caps_with(hardware={"gpu_model": "8 GB card", "gpu_memory_gb": 8})
+BIG_GPU = caps_with(hardware={"gpu_model": "48 GB card", "gpu_memory_gb": 48})
+NEEDS_40 = {"hardware": {"gpu_memory_gb": 40}}
+
+
+async def mixed_fleet(calls: Calls, big: tuple[str, ...] = ("big",)) -> list[str]:
+    """11 idle 8 GB workers registered first, then the idle 48 GB ones; returns every worker id."""
+    ids = [f"small{i}" for i in range(11)]
+    for wid in ids:
+        await register(calls, wid, caps=SMALL_GPU, wake_token=f"t-{wid}")
+        assert isinstance(await claim(calls, wid), NoJob)
+    for wid in big:
+        await register(calls, wid, caps=BIG_GPU, wake_token=f"t-{wid}")
+        assert isinstance(await claim(calls, wid), NoJob)
+    return ids + list(big)
+
+
+async def woken(calls: Calls, workers: list[str]) -> list[str]:
+    """The workers whose wake list holds a token; the lists are emptied for the next step."""
+    out = [w for w in workers if await calls.client.llen(calls.keys.wake(f"t-{w}"))]
+    for w in workers:
+        await calls.client.delete(calls.keys.wake(f"t-{w}"))
+    return out
+
+
+async def test_a_submit_wakes_the_matching_worker_behind_11_that_cannot(calls: Calls) -> None:
+    fleet = await mixed_fleet(calls)
+    await submit(calls, {"id": "j", "requirements": NEEDS_40})
+    assert await woken(calls, fleet) == ["big"]
+    # The woken worker left every idle set it was in; the others stay idle.
+    assert await calls.client.hget(calls.keys.worker("big"), "isets") == ""
+    assert await calls.client.zscore(calls.keys.idle(SERVICE), "big") is None
+    assert await calls.client.zcard(calls.keys.idle(SERVICE)) == 11
+    assert (await claim_job(calls, "big")).id == "j"
+
+
+async def test_release_retry_and_a_lapsed_lease_wake_the_matching_worker(calls: Calls) -> None:
+    fleet = await mixed_fleet(calls, big=("big1", "big2"))
+    await submit(calls, {"id": "j", "requirements": NEEDS_40})
+    first = (await woken(calls, fleet))[0]
+    other = "big2" if first == "big1" else "big1"
+    got = await claim_job(calls, first)
+    # release: back to the queue, the other 48 GB worker is woken.
+    await calls.release("j", got.attempt, first, "test")
+    assert await woken(calls, fleet) == [other]
+    got = await claim_job(calls, other)
+    assert isinstance(await claim(calls, first), NoJob)  # idle again
+    # a manual retry of a failed job.
+    assert (await calls.fail("j", got.attempt, other, "malformed", "bad", 0.0)).code == "FAILED"
+    assert await calls.retry("j") == "pending"
+    assert await woken(calls, fleet) == [first]
+    # a lease that lapsed (the worker died): the requeue wakes the other one.
+    got = await claim_job(calls, first)
+    assert isinstance(await claim(calls, other), NoJob)  # idle
+    await calls.heartbeat(first, 1, 30_000, [("j", got.attempt)])  # the lease now lapses in 1 ms
+    deadline = await calls.client.zscore(calls.keys.leases, "j")
+    assert deadline is not None
+    await server_clock_past(calls, deadline)
+    assert (await calls.maintain(100, 3))[1] == 1
+    assert await woken(calls, fleet) == [other]
+
+
+async def test_a_revived_signature_wakes_its_matching_idle_worker(calls: Calls) -> None:
+    fleet = await mixed_fleet(calls)
+    await submit(calls, {"id": "j", "requirements": NEEDS_40})
+    await woken(calls, fleet)
+    sig = sig_of(SERVICE, NEEDS_40)
+    assert (await calls.mark_unworkable(SERVICE, sig, 0))[0] == "OK"
+    assert isinstance(await claim(calls, "big"), NoJob)  # idle; the signature is flagged, so not in its set
+    assert await calls.client.zscore(calls.keys.idle_sig(SERVICE, sig), "big") is None
+    assert (await calls.revive_unworkable(SERVICE, sig))[0] == "OK"
+    assert await woken(calls, fleet) == ["big"]
+
+
+async def test_a_restricted_worker_is_woken_for_its_workflow_and_customer(calls: Calls) -> None:
+    await register(calls, "plain", caps=SMALL_GPU, wake_token="t-plain")
+    await register(calls, "wf", caps=caps_with(workflow_id="wf-1"), wake_token="t-wf")
+    acme = {"isolation": "loose", "allowed_customers": ["acme"], "denied_customers": []}
+    await register(calls, "acme", caps=caps_with(customer_access=acme), wake_token="t-acme")
+    for w in ("plain", "wf", "acme"):
+        assert isinstance(await claim(calls, w), NoJob)
+    fleet = ["plain", "wf", "acme"]
+    await submit(calls, {"id": "j1", "requirements": NEEDS_48, "workflow_id": "wf-2"})
+    assert await woken(calls, fleet) == [], "nobody idle may run it"
+    await submit(calls, {"id": "j2", "workflow_id": "wf-1", "requirements": {"hardware": {"gpu_memory_gb": 16}}})
+    assert await woken(calls, fleet) == ["wf"]
+    await submit(calls, {"id": "j3", "customer_id": "acme", "requirements": {"hardware": {"gpu_memory_gb": 16}}})
+    assert await woken(calls, fleet) == ["acme"]
+
+
+async def test_a_candidate_the_job_avoids_is_passed_over_for_the_next(calls: Calls) -> None:
+    """Per-job rules are checked at wake time: a denied customer's job wakes another matching worker."""
+    deny = {"isolation": "loose", "allowed_customers": [], "denied_customers": ["evil"]}
+    await register(calls, "picky", caps=caps_with(customer_access=deny), wake_token="t-picky")
+    assert isinstance(await claim(calls, "picky"), NoJob)
+    await register(calls, "any", wake_token="t-any")
+    assert isinstance(await claim(calls, "any"), NoJob)
+    await submit(calls, {"id": "j", "customer_id": "evil"})
+    assert await woken(calls, ["picky", "any"]) == ["any"]
+
+
+# -- no starvation, whatever the number of signatures or the depth -----------------------------
+
+
+@pytest.mark.parametrize("n", [300, 1000])
+async def test_a_low_priority_job_is_found_behind_signatures_only_other_workers_run(calls: Calls, n: int) -> None:
+    await register(calls, "w")  # pool "standard"
+    await register(calls, "busy", caps=caps_with(pool="other"))
+    await submit(calls, *[{"id": f"x{i}", "priority": 900, "requirements": {"pool": f"p-{i}"}} for i in range(n)])
+    await submit(calls, {"id": "mine", "priority": 1, "requirements": {"pool": "standard"}})
+    assert await calls.client.zcard(calls.keys.heads(SERVICE)) == n + 1
+    got = await claim_job(calls, "w")
+    assert got.id == "mine"
+    assert isinstance(await claim(calls, "w"), NoJob)
+
+
+async def test_a_workflow_restricted_worker_finds_its_job_behind_thousands(calls: Calls) -> None:
+    await register(calls, "wf", caps=caps_with(workflow_id="wf-1"))
+    for b in range(3):
+        await submit(calls, *[{"id": f"o{b}-{i}", "priority": 900, "workflow_id": f"wf-x{i}"} for i in range(1000)])
+    # Its own workflow's jobs that need more memory than it has, deeper than one page...
+    await submit(
+        calls, *[{"id": f"big{i}", "priority": 800, "workflow_id": "wf-1", "requirements": NEEDS_48} for i in range(40)]
+    )
+    await submit(calls, {"id": "mine", "priority": 1, "workflow_id": "wf-1"})
+    assert (await claim_job(calls, "wf")).id == "mine"
+
+
+async def test_a_customer_restricted_worker_finds_its_job_behind_thousands(calls: Calls) -> None:
+    acme = {"isolation": "strict", "allowed_customers": ["acme"], "denied_customers": []}
+    await register(calls, "acme", caps=caps_with(customer_access=acme))
+    for b in range(3):
+        await submit(calls, *[{"id": f"o{b}-{i}", "priority": 900, "customer_id": f"c{i}"} for i in range(1000)])
+    await submit(
+        calls, *[{"id": f"big{i}", "priority": 800, "customer_id": "acme", "requirements": NEEDS_48} for i in range(40)]
+    )
+    await submit(calls, {"id": "mine", "priority": 1, "customer_id": "acme"})
+    assert (await claim_job(calls, "acme")).id == "mine"
+
+
+async def test_many_jobs_a_worker_may_not_take_do_not_hide_the_one_behind_them(calls: Calls) -> None:
+    deny = {"isolation": "loose", "allowed_customers": [], "denied_customers": ["evil"]}
+    await register(calls, "w", caps=caps_with(customer_access=deny))
+    await submit(calls, *[{"id": f"evil{i}", "customer_id": "evil", "priority": 99} for i in range(300)])
+    await submit(calls, {"id": "ok", "customer_id": "good", "priority": 1})
+    assert (await claim_job(calls, "w")).id == "ok"

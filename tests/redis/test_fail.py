@@ -8,11 +8,14 @@ import pytest
 
 from emp import defaults
 from emp.model import retry as policy
-from emp.redis.calls import Calls, ClaimedJob, NextClaim, Outcome, OutcomeCode
+from emp.model.matching import JobView
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, Outcome, OutcomeCode
 from tests.polling import wait_for
 from tests.redis.helpers import (
     LEASE_MS,
     SERVICE,
+    caps_with,
+    claim,
     claim_ids,
     claim_job,
     events,
@@ -124,13 +127,13 @@ async def test_counted_tries_add_up_across_classes(calls: Calls) -> None:
 
 
 async def test_resource_exhausted_is_pending_at_once_avoiding_the_worker(calls: Calls) -> None:
+    await register(calls, "other")
     got = await running(calls)
-    t0 = await server_ms(calls)
     outcome = await calls.fail("a", got.attempt, "w", "resource_exhausted", "CUDA OOM", 0.7)
     assert outcome == Outcome("RETRY", ("0", "pending"))
     h = await job_hash(calls, "a")
-    assert h["status"] == "pending" and h["tries"] == "1" and h["avoid_worker"] == "w"
-    assert t0 + defaults.AVOID_WORKER_MS <= int(h["avoid_until"]) <= await server_ms(calls) + defaults.AVOID_WORKER_MS
+    assert h["status"] == "pending" and h["tries"] == "1" and json.loads(h["avoid_workers"]) == ["w"]
+    assert "gpu_gb_over" not in h, "the other worker has no more memory: no floor"
     members = await calls.client.zrange(calls.keys.queue(SERVICE, sig_of(SERVICE)), 0, -1)
     assert members == [f"{int(h['seq']):012x}!a"]
 
@@ -171,6 +174,7 @@ async def test_unknown_class_is_stored_as_unknown_and_retried(calls: Calls) -> N
 @pytest.mark.parametrize("fclass", [c.value for c in policy.FailureClass])
 @pytest.mark.parametrize("tries_before", [0, 2])
 async def test_lua_follows_the_python_policy(calls: Calls, fclass: str, tries_before: int) -> None:
+    await register(calls, "other")  # another worker that can run it (resource_exhausted retries)
     got = await running(calls, max_attempts=3)
     if tries_before:
         await calls.client.hset(calls.keys.job("a"), "tries", tries_before)
@@ -182,7 +186,7 @@ async def test_lua_follows_the_python_policy(calls: Calls, fclass: str, tries_be
         assert int(outcome.detail[0]) == want.delay_ms
     h = await job_hash(calls, "a")
     assert int(h.get("tries", 0)) == tries_before + (1 if want.counts else 0)
-    assert ("avoid_worker" in h) is want.avoid_worker
+    assert ("avoid_workers" in h) is want.avoid_worker
 
 
 async def test_long_error_text_is_truncated(calls: Calls) -> None:
@@ -212,3 +216,106 @@ async def test_fail_with_next_claim(calls: Calls) -> None:
     assert outcome.code == "FAILED"
     assert isinstance(nxt, ClaimedJob) and nxt.id == "b"
     assert (await calls.client.hgetall(calls.keys.worker("w")))["job"] == "b"
+
+
+# -- out of memory: avoid every worker it ran out of memory on, prefer more memory -------------------
+
+
+def gpu(gb: int) -> dict[str, object]:
+    return caps_with(hardware={"gpu_model": f"{gb} GB card", "gpu_memory_gb": gb})
+
+
+async def oom(calls: Calls, worker: str, job_id: str = "a") -> Outcome:
+    got = await claim_job(calls, worker)
+    assert got.id == job_id
+    return await calls.fail(job_id, got.attempt, worker, "resource_exhausted", "CUDA out of memory", 0.0)
+
+
+async def test_out_of_memory_on_8_and_16_gb_lands_on_the_24_gb_worker(calls: Calls) -> None:
+    for wid, gb in (("w8", 8), ("w16", 16), ("w24", 24)):
+        await register(calls, wid, caps=gpu(gb))
+    await submit(calls, "a")
+    assert (await oom(calls, "w8")).code == "RETRY"
+    assert json.loads((await job_hash(calls, "a"))["avoid_workers"]) == ["w8"]
+    assert isinstance(await claim(calls, "w8"), NoJob), "the worker it ran out of memory on never takes it again"
+    assert (await oom(calls, "w16")).code == "RETRY"
+    h = await job_hash(calls, "a")
+    assert json.loads(h["avoid_workers"]) == ["w8", "w16"] and h["gpu_gb_over"] == "16"
+    for small in ("w8", "w16"):
+        assert isinstance(await claim(calls, small), NoJob), f"{small} took the job back"
+    again = await claim_job(calls, "w24")
+    assert again.id == "a" and again.attempt == 3
+
+
+async def test_out_of_memory_prefers_a_worker_with_more_memory(calls: Calls) -> None:
+    """After running out of memory on 16 GB with a 24 GB worker live, an 8 GB (or another 16 GB)
+    worker does not take it; the retry wakes the 24 GB worker."""
+    for wid, gb in (("w16", 16), ("w8", 8), ("w16b", 16), ("w24", 24)):
+        await register(calls, wid, caps=gpu(gb))
+    await submit(calls, "a")
+    got = await claim_job(calls, "w16")
+    for wid in ("w8", "w16b", "w24"):
+        assert isinstance(await claim(calls, wid), NoJob)  # idle now: the retry wakes one of them
+    outcome = await calls.fail("a", got.attempt, "w16", "resource_exhausted", "CUDA out of memory", 0.0)
+    assert outcome.code == "RETRY"
+    for wid in ("w8", "w16b"):
+        assert isinstance(await claim(calls, wid), NoJob), f"{wid} has no more memory than 16 GB"
+    assert await calls.client.lrange(calls.keys.wake("tok-w24"), 0, -1) == ["w24"], "the 24 GB worker was woken"
+    assert (await claim_job(calls, "w24")).id == "a"
+
+
+async def test_out_of_memory_with_only_the_same_size_left_goes_there(calls: Calls) -> None:
+    """No live worker has more memory: the floor stays off, another worker of the same size may try."""
+    await register(calls, "a24", caps=gpu(24))
+    await register(calls, "b24", caps=gpu(24))
+    await submit(calls, "a")
+    assert (await oom(calls, "a24")).code == "RETRY"
+    assert "gpu_gb_over" not in await job_hash(calls, "a")
+    assert (await claim_job(calls, "b24")).id == "a"
+
+
+async def test_out_of_memory_on_two_workers_with_no_third_fails_at_once(calls: Calls) -> None:
+    await register(calls, "w8", caps=gpu(8))
+    await register(calls, "w16", caps=gpu(16))
+    await register(calls, "cpu", services=("other",))  # live, but not for this service
+    await submit(calls, {"id": "a", "max_attempts": 5})
+    assert (await oom(calls, "w8")).code == "RETRY"
+    outcome = await oom(calls, "w16")
+    assert outcome.code == "FAILED", "no other live worker can run it: no pause, no further tries"
+    h = await job_hash(calls, "a")
+    assert h["status"] == "failed" and h["failure_class"] == "resource_exhausted" and h["tries"] == "2"
+    assert h["error"] == "out of memory on w8, w16 and no other live worker can run it: CUDA out of memory"
+    ev = json.loads((await events(calls, "job_failed", "a"))[-1]["data"])
+    assert ev["no_other_worker"] is True and "no other live worker" in ev["error"]
+    assert 0 < await calls.client.ttl(calls.keys.job_events("a"))
+
+
+async def test_out_of_memory_counts_only_workers_that_may_run_the_job(calls: Calls) -> None:
+    """A live worker of the service that the job's requirements or customer exclude is no rescue."""
+    await register(calls, "w24", caps=gpu(24))
+    await register(calls, "spot", caps=caps_with(pool="spot", hardware={"gpu_memory_gb": 80}))
+    await register(calls, "denier", caps=caps_with(customer_access={"denied_customers": ["acme"]}))
+    await submit(calls, {"id": "a", "requirements": {"pool": "standard"}, "customer_id": "acme"})
+    assert (await oom(calls, "w24")).code == "FAILED"
+
+
+async def test_lua_agrees_with_after_out_of_memory(calls: Calls) -> None:
+    """The Python twin (emp.model.retry.after_out_of_memory) decides what the fail Function wrote."""
+    fleet = {"w8": gpu(8), "w16": gpu(16), "w24": gpu(24), "w48": gpu(48)}
+    for wid, caps in fleet.items():
+        await register(calls, wid, caps=caps)
+    await submit(calls, {"id": "a", "max_attempts": 10})
+    view = JobView(SERVICE)
+    live = [(wid, {**caps, "services": [SERVICE]}) for wid, caps in fleet.items()]
+    for wid in ("w16", "w24", "w48"):
+        want = policy.after_out_of_memory(view, wid, fleet[wid], live)
+        outcome = await oom(calls, wid)
+        h = await job_hash(calls, "a")
+        if want.other_worker:
+            assert outcome.code == "RETRY"
+            assert tuple(json.loads(h["avoid_workers"])) == want.avoid_workers
+            assert (float(h["gpu_gb_over"]) if "gpu_gb_over" in h else None) == want.gpu_gb_over
+        else:
+            assert outcome.code == "FAILED" and h["status"] == "failed"
+        view = JobView(SERVICE, avoid_workers=want.avoid_workers, gpu_gb_over=want.gpu_gb_over)
+    assert view.avoid_workers == ("w16", "w24", "w48") and h["status"] == "failed", "w8 never qualified again"

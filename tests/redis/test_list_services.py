@@ -18,7 +18,7 @@ async def report(calls: Calls, sid: str, ttl_ms: int = 45_000) -> None:
 
 async def raw_page(calls: Calls, offset: object, count: object) -> list[dict[str, str]]:
     reply = await calls.client.fcall_ro("emp_list_services", 1, calls.keys.service_instances, calls.p, offset, count)
-    return [json.loads(r) for r in reply]
+    return [json.loads(r) for r in reply[1:]]
 
 
 async def test_pages_of_live_records(calls: Calls) -> None:
@@ -39,3 +39,18 @@ async def test_absurd_offsets_and_counts_are_clamped(calls: Calls) -> None:
     assert len(await raw_page(calls, -5, 10**15)) == 3
     assert await raw_page(calls, 10**15, 10) == []
     assert len(await raw_page(calls, "", "")) == 3, f"'' is the default page ({defaults.FLEET_PAGE})"
+
+
+async def test_a_record_gone_mid_page_does_not_end_the_listing(calls: Calls) -> None:
+    """Paged by index entries: a page shortened by a vanished record is not taken for the last."""
+    for i in range(5):
+        await report(calls, f"s{i}")
+    await calls.client.delete(calls.keys.service_instance("s1"))  # its index entry stays until swept
+    listed = await calls.list_services(page=2)
+    assert sorted(r.id for r in listed) == ["s0", "s2", "s3", "s4"]
+
+
+async def test_a_page_larger_than_the_clamp_still_lists_everything(calls: Calls) -> None:
+    for i in range(defaults.LIST_PAGE_MAX + 3):
+        await report(calls, f"s{i}")
+    assert len(await calls.list_services(page=10 * defaults.LIST_PAGE_MAX)) == defaults.LIST_PAGE_MAX + 3

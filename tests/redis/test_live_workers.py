@@ -48,3 +48,21 @@ async def test_pages_cover_every_worker(calls: Calls) -> None:
 
 async def test_nobody(calls: Calls) -> None:
     assert await calls.live_workers() == []
+
+
+async def test_a_missing_hash_does_not_end_the_paging_early(calls: Calls) -> None:
+    """An index entry whose hash is gone (deleted by hand, lost by an eviction) makes its page
+    short; the pages after it must still be read."""
+    ids = [f"w{i}" for i in range(7)]
+    for wid in ids:
+        await register(calls, wid)
+    listed = [w.id for w in await calls.live_workers(page=3)]
+    missing = listed[1]  # in the middle of the first page
+    await calls.client.delete(calls.keys.worker(missing))
+    rest = sorted(i for i in ids if i != missing)
+    assert sorted(w.id for w in await calls.live_workers(page=3)) == rest
+    assert sorted(w.id for w in await calls.live_workers(page=2)) == rest
+    reply = await calls.client.fcall_ro("emp_live_workers", 1, calls.keys.workers, calls.p, 0, 3)
+    assert reply[0] == "3" and len(reply) == 1 + 2 * 6, "a short page still names the next offset"
+    reply = await calls.client.fcall_ro("emp_live_workers", 1, calls.keys.workers, calls.p, 6, 3)
+    assert reply[0] == "", "the last page says so"

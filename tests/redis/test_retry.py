@@ -10,6 +10,7 @@ from emp.errors import JobNotFound, NotRetryable
 from emp.redis.calls import Calls
 from tests.redis.helpers import (
     SERVICE,
+    caps_with,
     claim_ids,
     claim_job,
     events,
@@ -58,13 +59,16 @@ async def test_retry_gives_the_job_its_attempts_back(calls: Calls) -> None:
 
 async def test_retry_of_a_job_that_avoided_a_worker_clears_the_avoid(calls: Calls) -> None:
     await register(calls, "w")
+    await register(calls, "bigger", caps=caps_with(hardware={"gpu_memory_gb": 80}))
     await submit(calls, {"id": "a", "max_attempts": 2})
     got = await claim_job(calls, "w")
     await calls.fail("a", got.attempt, "w", "resource_exhausted", "oom", 0.0)
+    h = await job_hash(calls, "a")
+    assert "avoid_workers" in h and h["gpu_gb_over"] == "24"
     await calls.cancel("a")
     await calls.retry("a")
     h = await job_hash(calls, "a")
-    assert "avoid_worker" not in h
+    assert "avoid_workers" not in h and "gpu_gb_over" not in h
     members = await calls.client.zrange(calls.keys.queue(SERVICE, sig_of(SERVICE)), 0, -1)
     assert members == [f"{int(h['seq']):012x}:a"]
     assert (await claim_job(calls, "w")).id == "a"

@@ -391,7 +391,7 @@ def test_job_from_hash() -> None:
     assert job.history[0]["failure_class"] == "transient"
     assert not job.terminal and job.effective_priority == 50
     view = job.view(canonicalize({"pool": "standard"}))
-    assert view.service == "comfyui" and view.avoid_worker is None
+    assert view.service == "comfyui" and view.avoid_workers == () and view.gpu_gb_over is None
 
 
 def test_job_from_hash_completed_with_result_and_extras() -> None:
@@ -403,14 +403,15 @@ def test_job_from_hash_completed_with_result_and_extras() -> None:
             future="x",
             timeout_s="600",
             workflow_priority="90",
-            avoid_worker="w0",
-            avoid_until="1760000060000",
+            avoid_workers='["w0","w1"]',
+            gpu_gb_over="16",
         ),
         None,
     )
     assert job.terminal and job.result == {"images": ["a.png"]}
     assert job.timeout_s == 600.0 and job.effective_priority == 90
-    assert job.avoid_worker == "w0" and job.avoid_until == 1_760_000_060_000
+    assert job.avoid_workers == ["w0", "w1"] and job.gpu_gb_over == 16.0
+    assert job.view(canonicalize({})).avoid_workers == ("w0", "w1")
     assert job.payload is None and job.requirements is None
     assert job.extra == {"future": "x"}
     d = job.to_dict()

@@ -150,17 +150,29 @@ def test_requirements_match_tolerates_odd_caps() -> None:
 # -- per-job rules ---------------------------------------------------------------------------------
 
 
-def test_avoid_worker_until_deadline() -> None:
-    job = JobView("comfyui", avoid_worker="w1", avoid_until_ms=NOW + 1000)
-    assert not can_run(job, CAPS, "w1", NOW)
-    assert not can_run(job, CAPS, "w1", NOW + 999)
-    assert can_run(job, CAPS, "w1", NOW + 1000)
+def test_a_job_that_ran_out_of_memory_avoids_those_workers_for_good() -> None:
+    job = JobView("comfyui", avoid_workers=("w1", "w3"))
+    for later in (NOW, NOW + 10**9):
+        assert not can_run(job, CAPS, "w1", later), "no deadline: the avoid lasts as long as the job"
+        assert not can_run(job, CAPS, "w3", later)
     assert can_run(job, CAPS, "w2", NOW)
     assert job_rules_match(job, CAPS, "w2", NOW)
     assert job_rules_match(job, CAPS)  # no worker id: nothing to avoid
     reason = explain(job, CAPS, "w1", NOW)
-    assert reason is not None and "avoids worker 'w1'" in reason
-    assert can_run(JobView("comfyui", avoid_worker="w1"), CAPS, "w1", NOW)  # no deadline: lapsed
+    assert reason is not None and "ran out of memory on worker 'w1'" in reason
+
+
+def test_a_job_that_ran_out_of_memory_needs_more_gpu_memory() -> None:
+    job = JobView("comfyui", avoid_workers=("w0",), gpu_gb_over=24)
+    assert not can_run(job, CAPS, "w1", NOW), "24 GB is not more than 24 GB"
+    bigger = {**CAPS, "hardware": {**CAPS["hardware"], "gpu_memory_gb": 48}}
+    assert can_run(job, bigger, "w1", NOW)
+    for hw in ({}, {"gpu_memory_gb": "48"}, {"gpu_memory_gb": True}):
+        assert not can_run(job, {**CAPS, "hardware": hw}, "w1", NOW), hw
+    reason = explain(job, CAPS, "w1", NOW)
+    assert reason == "job needs more than 24 GB of GPU memory (it ran out of memory with that much), worker has 24"
+    # The floor comes only with an out-of-memory history (the fail Function writes both).
+    assert can_run(JobView("comfyui", gpu_gb_over=24), CAPS, "w1", NOW)
 
 
 def test_customer_rules_ignore_non_list_values() -> None:

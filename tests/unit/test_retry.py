@@ -5,10 +5,13 @@ from __future__ import annotations
 import pytest
 
 from emp import defaults
+from emp.model.matching import JobView
 from emp.model.retry import (
     BACKOFF_CLASSES,
     FailureClass,
+    OutOfMemory,
     RetryDecision,
+    after_out_of_memory,
     backoff_ms,
     decide,
     decide_lost,
@@ -126,3 +129,30 @@ def test_decide_lost() -> None:
     assert decide_lost(0, max_lost_leases=1).action == "fail"
     assert decide_lost(1, max_lost_leases=3).action == "retry"
     assert decide_lost(2, max_lost_leases=3).action == "fail"
+
+
+# -- out of memory ---------------------------------------------------------------------------------
+
+
+def _gpu(gb: float) -> dict[str, object]:
+    return {"services": ["comfyui"], "hardware": {"gpu_memory_gb": gb}}
+
+
+def test_resource_exhausted_with_no_other_worker_fails_at_once() -> None:
+    d = decide("resource_exhausted", 0, 5, other_worker=False)
+    assert d.action == "fail" and d.counts and d.delay_ms == 0
+
+
+def test_out_of_memory_raises_the_floor_only_when_a_bigger_worker_is_live() -> None:
+    fleet = [("w8", _gpu(8)), ("w16", _gpu(16)), ("w24", _gpu(24))]
+    first = after_out_of_memory(JobView("comfyui"), "w8", _gpu(8), fleet)
+    assert first == OutOfMemory(("w8",), 8.0, other_worker=True)
+    second = after_out_of_memory(JobView("comfyui", avoid_workers=("w8",), gpu_gb_over=8), "w16", _gpu(16), fleet)
+    assert second == OutOfMemory(("w8", "w16"), 16.0, other_worker=True)
+    last = after_out_of_memory(JobView("comfyui", avoid_workers=("w8", "w16"), gpu_gb_over=16), "w24", _gpu(24), fleet)
+    assert last == OutOfMemory(("w8", "w16", "w24"), 16.0, other_worker=False)
+
+
+def test_out_of_memory_with_only_the_same_size_left_keeps_no_floor() -> None:
+    fleet = [("a", _gpu(24)), ("b", _gpu(24)), ("cpu", {"services": ["comfyui"]})]
+    assert after_out_of_memory(JobView("comfyui"), "a", _gpu(24), fleet) == OutOfMemory(("a",), None, True)

@@ -3,78 +3,92 @@
   and by complete.lua / fail.lua to take the next job in the same call.
 ]]
 
--- Look at up to `depth` members of an index zset; return the first job this worker may take.
-local function scan_index(P, W, key, depth, now, best)
-  local items = redis.call('ZRANGE', key, 0, depth - 1, 'WITHSCORES')
-  for i = 1, #items, 2 do
-    local m, score = items[i], tonumber(items[i + 1])
-    if best and (score > best.score or (score == best.score and m > best.member)) then return best end
-    local id = member_id(m)
-    local j = load_job(P, id)
-    if j and j.status == 'pending' and sig_matches(P, W, j.service, j.sig) and job_rules_ok(W, j, now) then
-      return {score = score, member = m, id = id, service = j.service, sig = j.sig}
-    end
-  end
-  return best
+-- A claim walks without a cap on signatures or depth (no job is starved behind jobs this worker
+-- cannot run), in pages: D.HEADS_PAGE / D.CLAIM_LOOKAHEAD first (the common case ends there),
+-- then D.CLAIM_PAGE_DEEP. Job records read to check per-job rules are limited per call by
+-- `budget.n` (D.CLAIM_SCAN_MAX): it bounds the time one call can hold Redis when per-job rules
+-- skip thousands of jobs (docs/internals.md "Claim").
+
+local INDEX_FIELDS = {'status', 'service', 'sig', 'customer_id', 'workflow_id', 'avoid_workers', 'gpu_gb_over'}
+
+local function beats(score, member, best)
+  return best == nil or score < best.score or (score == best.score and member < best.member)
 end
 
-local function scan_heads(P, W, svc, now, best, needs_job_check)
-  -- Heads are read a page at a time: the best-scored matching signature is usually near the top.
-  local hkey = K.heads(P, svc)
-  local offset, i, heads, cached = 0, 1, nil, nil
+-- Walk a secondary index (qwf: / qc:) best-first; return the first job this worker may take.
+local function scan_index(P, W, key, now, best, budget)
+  local offset, depth = 0, D.CLAIM_LOOKAHEAD
   while true do
-    if heads == nil or i > #heads then
-      if heads ~= nil then
-        if #heads < 2 * D.HEADS_PAGE then return best end
-        offset = offset + D.HEADS_PAGE
-        if offset >= D.CLAIM_MAX_SIGNATURES then return best end
-      end
-      heads = redis.call('ZRANGE', hkey, offset, offset + D.HEADS_PAGE - 1, 'WITHSCORES')
-      if #heads == 0 then return best end
-      -- One HMGET of the match cache for the whole page.
-      local sigs = {}
-      for k = 1, #heads, 2 do sigs[#sigs + 1] = string.sub(heads[k], 13) end
-      cached = redis.call('HMGET', K.worker_matches(P, W.id), unpack(sigs))
-      i = 1
-    end
-    local hm, hscore = heads[i], tonumber(heads[i + 1])
-    local sig = string.sub(hm, 13)
-    local hit = cached[(i + 1) / 2]
-    i = i + 2
-    if best and (hscore > best.score or (hscore == best.score and string.sub(hm, 1, 12) > string.sub(best.member, 1, 12))) then
-      return best
-    end
-    local matches
-    if hit then matches = hit == '1' else matches = sig_matches(P, W, svc, sig) end
-    if matches then
-      -- Usually only the head is read; when a job near the head fails a per-job rule (customer,
-      -- an avoided worker) look up to D.CLAIM_LOOKAHEAD deep, then give up on this signature.
-      local qkey = K.queue(P, svc, sig)
-      local depth = needs_job_check and D.CLAIM_LOOKAHEAD or 2
-      local items = redis.call('ZRANGE', qkey, 0, depth - 1, 'WITHSCORES')
-      local k = 1
-      while k <= #items do
-        local m, score = items[k], tonumber(items[k + 1])
-        if best and (score > best.score or (score == best.score and m > best.member)) then break end
-        local ok = true
-        if needs_job_check or string.sub(m, 13, 13) == '!' then
-          local j = load_job(P, member_id(m), RULE_FIELDS)
-          ok = j ~= nil and job_rules_ok(W, j, now)
-        end
-        if ok then
-          best = {score = score, member = m, id = member_id(m), service = svc, sig = sig}
-          if k == 1 then best.after = {items[3], items[4]} end -- {} when it was the only job
-          break
-        end
-        k = k + 2
-        if k > #items and depth == 2 and #items == 4 then
-          depth = D.CLAIM_LOOKAHEAD
-          items = redis.call('ZRANGE', qkey, 0, depth - 1, 'WITHSCORES')
-        end
+    local items = redis.call('ZRANGE', key, offset, offset + depth - 1, 'WITHSCORES')
+    for i = 1, #items, 2 do
+      local m, score = items[i], tonumber(items[i + 1])
+      if not beats(score, m, best) or budget.n <= 0 then return best end
+      budget.n = budget.n - 1
+      local id = member_id(m)
+      local j = load_job(P, id, INDEX_FIELDS)
+      if j and j.status == 'pending' and sig_matches(P, W, j.service, j.sig) and job_rules_ok(W, j, now) then
+        return {score = score, member = m, id = id, service = j.service, sig = j.sig}
       end
     end
+    if #items < 2 * depth then return best end
+    offset, depth = offset + depth, D.CLAIM_PAGE_DEEP
   end
-  return best
+end
+
+-- The best job of one queue this worker may take, if it beats `best`. Usually only the head is
+-- read; when jobs near the head fail a per-job rule (customer, a job avoiding this worker), the
+-- walk goes on down the queue, so one such job never hides the jobs behind it.
+local function scan_queue(P, W, svc, sig, now, best, needs_job_check, budget)
+  local qkey = K.queue(P, svc, sig)
+  local offset, depth = 0, needs_job_check and D.CLAIM_LOOKAHEAD or 2
+  while true do
+    local items = redis.call('ZRANGE', qkey, offset, offset + depth - 1, 'WITHSCORES')
+    for k = 1, #items, 2 do
+      local m, score = items[k], tonumber(items[k + 1])
+      if not beats(score, m, best) then return best end
+      local ok = true
+      if needs_job_check or string.sub(m, 13, 13) == '!' then
+        if budget.n <= 0 then return best end
+        budget.n = budget.n - 1
+        local j = load_job(P, member_id(m), RULE_FIELDS)
+        ok = j ~= nil and job_rules_ok(W, j, now)
+      end
+      if ok then
+        local found = {score = score, member = m, id = member_id(m), service = svc, sig = sig}
+        if offset == 0 and k == 1 then found.after = {items[3], items[4]} end -- {} when it was the only job
+        return found
+      end
+    end
+    if #items < 2 * depth then return best end
+    offset, depth = offset + depth, D.CLAIM_PAGE_DEEP
+  end
+end
+
+-- Walk heads:<svc> best-first, skipping signatures this worker does not match (one HMGET of the
+-- match cache per page), until no head can beat the best job found.
+local function scan_heads(P, W, svc, now, best, needs_job_check, budget)
+  local hkey = K.heads(P, svc)
+  local offset, page = 0, D.HEADS_PAGE
+  while true do
+    local heads = redis.call('ZRANGE', hkey, offset, offset + page - 1, 'WITHSCORES')
+    if #heads == 0 then return best end
+    local sigs = {}
+    for k = 1, #heads, 2 do sigs[#sigs + 1] = string.sub(heads[k], 13) end
+    local cached = redis.call('HMGET', K.worker_matches(P, W.id), unpack(sigs))
+    for i = 1, #heads, 2 do
+      local hm, hscore = heads[i], tonumber(heads[i + 1])
+      if best and (hscore > best.score or (hscore == best.score and string.sub(hm, 1, 12) > string.sub(best.member, 1, 12))) then
+        return best
+      end
+      local sig = sigs[(i + 1) / 2]
+      local hit = cached[(i + 1) / 2]
+      local matches
+      if hit then matches = hit == '1' else matches = sig_matches(P, W, svc, sig) end
+      if matches then best = scan_queue(P, W, svc, sig, now, best, needs_job_check, budget) end
+    end
+    if #heads < 2 * page then return best end
+    offset, page = offset + page, D.CLAIM_PAGE_DEEP
+  end
 end
 
 -- {'OK', id, attempt, service, payload, timeout_s, customer_id, workflow_id, step, total_steps,
@@ -109,22 +123,19 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost)
     kept = true
   end
 
-  local allowed = nil
-  if W.cr == '1' and nonempty(W.allowed) then
-    local ok, t = pcall(cjson.decode, W.allowed)
-    if ok and type(t) == 'table' and #t > 0 then allowed = t end
-  end
+  local allowed = allowed_customers(W)
   local function find()
     local best = nil
+    local budget = {n = D.CLAIM_SCAN_MAX}
     for _, svc in ipairs(services) do
       if nonempty(W.wf) then
-        best = scan_index(P, W, K.workflow_queue(P, svc, W.wf), D.CLAIM_LOOKAHEAD, now, best)
+        best = scan_index(P, W, K.workflow_queue(P, svc, W.wf), now, best, budget)
       elseif allowed then
         for _, c in ipairs(allowed) do
-          if type(c) == 'string' then best = scan_index(P, W, K.customer_queue(P, svc, c), D.CLAIM_LOOKAHEAD, now, best) end
+          if type(c) == 'string' then best = scan_index(P, W, K.customer_queue(P, svc, c), now, best, budget) end
         end
       else
-        best = scan_heads(P, W, svc, now, best, W.cr == '1')
+        best = scan_heads(P, W, svc, now, best, W.cr == '1', budget)
       end
     end
     return best
@@ -139,8 +150,9 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost)
   end
 
   if best == nil then
-    for _, svc in ipairs(services) do redis.call('ZADD', K.idle(P, svc), now + D.IDLE_TTL_MS, wid) end
-    redis.call('HSET', wkey, 'status', 'idle', 'job', '', 'last_req', reqid or '', 'last_job', '', 'idle', '1')
+    local isets = join_idle(P, W, services, now + D.IDLE_TTL_MS)
+    redis.call('HSET', wkey, 'status', 'idle', 'job', '', 'last_req', reqid or '', 'last_job', '', 'idle', '1',
+      'isets', isets)
     return {'EMPTY', next_due and fmt(next_due) or '', next_sched and fmt(next_sched) or ''}
   end
 
@@ -148,9 +160,7 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost)
   local j = load_job(P, id, CLAIM_FIELDS)
   j.service, j.sig = best.service, best.sig
   dequeue(P, id, j, best.member, best.after)
-  if W.idle == '1' then
-    for _, svc in ipairs(services) do redis.call('ZREM', K.idle(P, svc), wid) end
-  end
+  if W.idle == '1' then leave_idle(P, wid, true) end
   local jkey = K.job(P, id)
   local attempt = (tonumber(j.attempt) or 0) + 1
   local status = start_now and 'in_progress' or 'assigned'

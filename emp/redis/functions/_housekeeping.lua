@@ -78,3 +78,54 @@ local function next_due(P)
   if l[2] and (nxt == nil or tonumber(l[2]) < nxt) then nxt = tonumber(l[2]) end
   return nxt
 end
+
+-- Unworkable retention (docs/internals.md "Unworkable jobs end"): a job that has been unworkable for
+-- D.UNWORKABLE_RETENTION_MS (its score in `unworkable` is when it got there) fails with class
+-- `unworkable`, visibly, one bounded page a call (emp_cleanup). A flagged signature whose last job
+-- left goes too: a later job of it is judged afresh after the grace period.
+local function expire_unworkable(P, now, limit)
+  local old = redis.call('ZRANGEBYSCORE', K.unworkable(P), '-inf', now - D.UNWORKABLE_RETENTION_MS, 'LIMIT', 0, limit)
+  for _, id in ipairs(old) do
+    redis.call('ZREM', K.unworkable(P), id)
+    local j = load_job(P, id)
+    if j and j.status == 'unworkable' then
+      local ukey = K.unworkable_queue(P, j.service, j.sig)
+      redis.call('ZREM', ukey, job_member(j, id))
+      if redis.call('ZCARD', ukey) == 0 then redis.call('HDEL', K.usigs(P, j.service), j.sig) end
+      local err = 'unworkable for ' .. fmt(D.UNWORKABLE_RETENTION_MS / 1000)
+        .. ' s: no live worker can run its requirements'
+      -- The event first: a job that never reached a worker may have no stream yet (finish()).
+      emit(P, now, 'job_failed', id, nil, j.attempt, '{"failure_class":"unworkable","error":' .. json_str(err) .. '}', true)
+      fail_final(P, now, id, j, 'unworkable', err)
+    end
+  end
+  return #old
+end
+
+-- The `services` set lists every service that ever had a job. A service leaves it when it has no
+-- queue, no signature (live or unworkable) and no live worker serves it, looked at a page of
+-- members a call (SSCAN; the cursor lives in the library's Lua state like housekeep_next: lost on
+-- restart, which only means starting over). A later submit adds the service back.
+local prune_cursor = {}
+
+local function prune_services(P, now, limit)
+  local scan = redis.call('SSCAN', K.services(P), prune_cursor[P] or '0', 'COUNT', limit)
+  prune_cursor[P] = scan[1]
+  local empty = {}
+  for _, svc in ipairs(scan[2]) do
+    if redis.call('EXISTS', K.heads(P, svc), K.sigs(P, svc), K.usigs(P, svc)) == 0 then empty[svc] = true end
+  end
+  if next(empty) == nil then return 0 end
+  local live = redis.call('ZRANGEBYSCORE', K.workers(P), now, '+inf', 'LIMIT', 0, D.LIVE_WORKER_SCAN + 1)
+  if #live > D.LIVE_WORKER_SCAN then return 0 end -- too many to look at: keep them all this time
+  for _, wid in ipairs(live) do
+    for _, svc in ipairs(split_csv(redis.call('HGET', K.worker(P, wid), 'services'))) do empty[svc] = nil end
+  end
+  local pruned = 0
+  for svc in pairs(empty) do
+    redis.call('SREM', K.services(P), svc)
+    redis.call('DEL', K.idle(P, svc)) -- only lapsed entries can be left: nobody live serves it
+    pruned = pruned + 1
+  end
+  return pruned
+end

@@ -14,10 +14,10 @@ local function job_score(j)
 end
 
 -- Queue member: 12 hex digits of seq (ties in score go by submission order), a flag ('!' when the
--- job avoids a worker: claims check it per job), then the id.
+-- job avoids workers it ran out of memory on: claims check it per job), then the id.
 local function job_member(j, id)
   local flag = ':'
-  if nonempty(j.avoid_worker) then flag = '!' end
+  if nonempty(j.avoid_workers) then flag = '!' end
   return string.format('%012x', tonumber(j.seq)) .. flag .. id
 end
 
@@ -26,14 +26,14 @@ local function member_id(m)
 end
 
 local JOB_FIELDS = {'service', 'sig', 'seq', 'priority', 'created_at', 'workflow_priority',
-  'workflow_datetime', 'workflow_id', 'customer_id', 'avoid_worker', 'avoid_until', 'status',
+  'workflow_datetime', 'workflow_id', 'customer_id', 'avoid_workers', 'gpu_gb_over', 'status',
   'attempt', 'worker_id', 'tries', 'lost', 'unavailable', 'max_attempts', 'started_at',
   'assigned_at', 'timeout_s', 'step', 'total_steps'}
 
 -- HMGET of many fields is costly inside Lua (the reply becomes a table): callers that need a few
 -- fields pass their own list; the first field must be one every job has (it tells existence).
 local CLAIM_FIELDS = {'attempt', 'timeout_s', 'workflow_id', 'customer_id', 'max_attempts', 'step', 'total_steps'}
-local RULE_FIELDS = {'status', 'customer_id', 'workflow_id', 'avoid_worker', 'avoid_until'}
+local RULE_FIELDS = {'status', 'customer_id', 'workflow_id', 'avoid_workers', 'gpu_gb_over'}
 
 local function load_job(P, id, fields)
   fields = fields or JOB_FIELDS
@@ -47,6 +47,8 @@ local function load_job(P, id, fields)
 end
 
 -- Terminal states keep the job for the retention period, then everything about it expires.
+-- EXPIRE of a key that does not exist yet does nothing: a job's stream exists once a worker claimed
+-- it, but a job that ends before any claim (cancel, unworkable expiry) must write its event first.
 local function finish(P, now, id, status)
   redis.call('ZADD', K.done(P, status), now, id)
   local ttl = D.RETENTION_S

@@ -30,6 +30,10 @@ function K.unworkable_queue(P, svc, sig) return P .. 'uq:' .. svc .. ':' .. sig 
 function K.heads(P, svc) return P .. 'heads:' .. svc end
 function K.sigs(P, svc) return P .. 'sigs:' .. svc end
 function K.usigs(P, svc) return P .. 'usigs:' .. svc end
+-- Signature lifecycle: when each live signature was first seen with an empty queue, and the
+-- retirement walk's HSCAN cursors (field: service, or 'u:' .. service for usigs).
+function K.empty_sigs(P, svc) return P .. 'esigs:' .. svc end
+function K.sig_scan(P) return P .. 'sigscan' end
 function K.workflow_queue(P, svc, wf) return P .. 'qwf:' .. svc .. ':' .. wf end
 function K.customer_queue(P, svc, c) return P .. 'qc:' .. svc .. ':' .. c end
 
@@ -38,6 +42,12 @@ function K.worker(P, wid) return P .. 'worker:' .. wid end
 function K.workers(P) return P .. 'workers' end
 function K.worker_matches(P, wid) return P .. 'wm:' .. wid end
 function K.idle(P, svc) return P .. 'idle:' .. svc end
+-- Idle workers by what they can take: a signature (unrestricted workers), a workflow (workers
+-- restricted to it), a customer (workers with an allowed-customers list). A sig is 16 hex digits
+-- and a service has no ':', so 'idle:<svc>:<sig>' never collides with another service's 'idle:<svc>'.
+function K.idle_sig(P, svc, sig) return P .. 'idle:' .. svc .. ':' .. sig end
+function K.idle_workflow(P, svc, wf) return P .. 'idlewf:' .. svc .. ':' .. wf end
+function K.idle_customer(P, svc, c) return P .. 'idlec:' .. svc .. ':' .. c end
 function K.wake(P, token) return P .. 'wake:' .. token end
 
 -- Fleet records, events, counters.

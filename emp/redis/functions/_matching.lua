@@ -137,13 +137,29 @@ local function sig_matches(P, W, svc, sig)
   return result
 end
 
--- j: table with customer_id, workflow_id, avoid_worker, avoid_until
+-- A job that ran out of memory (resource_exhausted) avoids every worker it ran out of memory on
+-- (`avoid_workers`, a JSON array of ids) and, when the fail Function saw a live worker with more GPU
+-- memory, needs more than `gpu_gb_over` GB (docs/internals.md "Out of memory").
+local function avoided_workers(text)
+  if not nonempty(text) then return {} end
+  local ok, t = pcall(cjson.decode, text)
+  if ok and type(t) == 'table' then return t end
+  return {}
+end
+
+local function memory_ok(W, j)
+  if contains(avoided_workers(j.avoid_workers), W.id) then return false end
+  local over = tonumber(j.gpu_gb_over)
+  if over == nil then return true end
+  local mem = walk(worker_caps(W), 'hardware.gpu_memory_gb')
+  return type(mem) == 'number' and mem > over
+end
+
+-- j: table with customer_id, workflow_id, avoid_workers, gpu_gb_over
 local function job_rules_ok(W, j, now)
   if nonempty(W.wf) and j.workflow_id ~= W.wf then return false end
   if W.cr == '1' and not customer_ok(worker_caps(W), j.customer_id) then return false end
-  if nonempty(j.avoid_worker) and j.avoid_worker == W.id and now < (tonumber(j.avoid_until) or 0) then
-    return false
-  end
+  if nonempty(j.avoid_workers) and not memory_ok(W, j) then return false end
   return true
 end
 

@@ -37,38 +37,178 @@ local function dequeue(P, id, j, member, after)
   if nonempty(j.customer_id) then redis.call('ZREM', K.customer_queue(P, j.service, j.customer_id), m) end
 end
 
--- Wake one idle worker that can run this job (docs/internals.md "Claim").
-local function wake_one(P, now, id, j)
-  local idle_key = K.idle(P, j.service)
-  local idle = redis.call('ZRANGE', idle_key, 0, D.WAKE_CANDIDATES - 1, 'WITHSCORES')
+-- Idle sets (docs/internals.md "Wake"). An idle worker is in idle:<svc> for each of its services
+-- and, by what it may take: an unrestricted worker in idle:<svc>:<sig> for every live signature it
+-- matches; a workflow-restricted one in idlewf:<svc>:<wf>; one with an allowed-customers list in
+-- idlec:<svc>:<customer> per allowed customer. So a job wakes a worker from the sets of its own
+-- signature, workflow and customer only: idle workers that cannot run it are never looked at.
+-- The worker record keeps the list of its sets (field `isets`, a JSON array of keys), so leaving
+-- idle costs O(its sets).
+
+local function worker_isets(P, wid)
+  local raw = redis.call('HGET', K.worker(P, wid), 'isets')
+  if not nonempty(raw) then return {} end
+  local ok, t = pcall(cjson.decode, raw)
+  if ok and type(t) == 'table' then return t end
+  return {}
+end
+
+-- The worker leaves every idle set it is in (woken, claimed, paused, offline, lapsed, registered
+-- again). `exists`: the worker hash exists (never create a hash for a worker that is gone).
+local function leave_idle(P, wid, exists)
+  for _, key in ipairs(worker_isets(P, wid)) do redis.call('ZREM', key, wid) end
+  if exists then redis.call('HSET', K.worker(P, wid), 'idle', '0', 'isets', '') end
+end
+
+-- May this worker record be woken for jobs of one signature it matches, whatever the job's
+-- customer or workflow? (Restricted workers wait in their workflow / customer sets instead.)
+local function unrestricted(W)
+  return not nonempty(W.wf) and not (W.cr == '1' and nonempty(W.allowed))
+end
+
+local function allowed_customers(W)
+  if W.cr ~= '1' or not nonempty(W.allowed) then return nil end
+  local ok, t = pcall(cjson.decode, W.allowed)
+  if ok and type(t) == 'table' and #t > 0 then return t end
+  return nil
+end
+
+-- HMGET of the match cache for many signatures, in slices (Lua's unpack has a stack limit).
+local function cached_matches(P, wid, sigs)
+  local out = {}
+  for i = 1, #sigs, 500 do
+    local slice = {}
+    for k = i, math.min(i + 499, #sigs) do slice[#slice + 1] = sigs[k] end
+    local got = redis.call('HMGET', K.worker_matches(P, wid), unpack(slice))
+    for k = 1, #slice do out[#out + 1] = got[k] end
+  end
+  return out
+end
+
+-- A claim found nothing: the worker joins the idle sets of what it can take, until `deadline`.
+-- Signatures it has not judged yet (empty queues a claim does not walk) are judged now, once.
+-- Cost: O(live signatures of its services), and live signatures follow what is pending.
+local function join_idle(P, W, services, deadline)
+  local keys = {}
+  local allowed = allowed_customers(W)
+  for _, svc in ipairs(services) do
+    keys[#keys + 1] = K.idle(P, svc)
+    if nonempty(W.wf) then
+      keys[#keys + 1] = K.idle_workflow(P, svc, W.wf)
+    elseif allowed then
+      for _, c in ipairs(allowed) do
+        if type(c) == 'string' and c ~= '' then keys[#keys + 1] = K.idle_customer(P, svc, c) end
+      end
+    else
+      local sigs = redis.call('HKEYS', K.sigs(P, svc))
+      local cached = cached_matches(P, W.id, sigs)
+      for i, sig in ipairs(sigs) do
+        local hit = cached[i]
+        local ok
+        if hit then ok = hit == '1' else ok = sig_matches(P, W, svc, sig) end
+        if ok then keys[#keys + 1] = K.idle_sig(P, svc, sig) end
+      end
+    end
+  end
+  local now_in = {}
+  for _, key in ipairs(keys) do
+    now_in[key] = true
+    redis.call('ZADD', key, deadline, W.id)
+  end
+  if W.idle == '1' then
+    for _, key in ipairs(worker_isets(P, W.id)) do
+      if not now_in[key] then redis.call('ZREM', key, W.id) end
+    end
+  end
+  return cjson.encode(keys)
+end
+
+-- A signature became live (created by a submit, re-created by a requeue after it was retired,
+-- revived from unworkable): the idle unrestricted workers of its service that match it join its
+-- idle set at once (at most D.IDLE_FILL_MAX; the others join at their next idle poll).
+local function fill_idle_sig(P, now, svc, sig)
+  local idle = redis.call('ZRANGEBYSCORE', K.idle(P, svc), now, '+inf', 'WITHSCORES', 'LIMIT', 0, D.IDLE_FILL_MAX)
+  local skey = K.idle_sig(P, svc, sig)
+  for i = 1, #idle, 2 do
+    local wid, deadline = idle[i], idle[i + 1]
+    local W = load_worker(P, wid)
+    if W and W.idle == '1' and W.status == 'idle' and unrestricted(W) and sig_matches(P, W, svc, sig) then
+      if redis.call('ZADD', skey, deadline, wid) == 1 then
+        local sets = worker_isets(P, wid)
+        sets[#sets + 1] = skey
+        redis.call('HSET', K.worker(P, wid), 'isets', cjson.encode(sets))
+      end
+    end
+  end
+end
+
+-- Look at up to D.WAKE_CANDIDATES members of one idle set; wake the first that may run the job.
+-- Entries that are no longer idle (lapsed deadline, gone, offline) are cleaned up on the way.
+-- `check_sig`: the set does not imply the signature (workflow / customer sets).
+-- Returns the worker id, nil (none of these may run it), or false (the set is empty).
+local function wake_from(P, now, key, j, check_sig)
+  local idle = redis.call('ZRANGE', key, 0, D.WAKE_CANDIDATES - 1, 'WITHSCORES')
   if #idle == 0 then return false end
   for i = 1, #idle, 2 do
     local wid, deadline = idle[i], tonumber(idle[i + 1])
-    if deadline < now then
-      redis.call('ZREM', idle_key, wid)
-    else
-      local W = load_worker(P, wid)
-      if W == nil or W.status == 'offline' then
-        redis.call('ZREM', idle_key, wid)
-      elseif sig_matches(P, W, j.service, j.sig) and job_rules_ok(W, j, now) then
-        for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
-        redis.call('HSET', K.worker(P, wid), 'idle', '0')
-        if nonempty(W.wake) then
-          local wk = K.wake(P, W.wake)
-          redis.call('LPUSH', wk, wid)
-          redis.call('PEXPIRE', wk, D.WAKE_LIST_TTL_MS)
-        end
-        return wid
+    local W = load_worker(P, wid)
+    if W == nil then
+      redis.call('ZREM', key, wid)
+    elseif deadline < now or W.status == 'offline' or W.idle ~= '1' then
+      redis.call('ZREM', key, wid)
+      leave_idle(P, wid, true)
+    elseif (not check_sig or sig_matches(P, W, j.service, j.sig)) and job_rules_ok(W, j, now) then
+      leave_idle(P, wid, true)
+      if nonempty(W.wake) then
+        local wk = K.wake(P, W.wake)
+        redis.call('LPUSH', wk, wid)
+        redis.call('PEXPIRE', wk, D.WAKE_LIST_TTL_MS)
       end
+      return wid
     end
   end
   return nil
 end
 
+-- Wake one idle worker that can run this job: from its signature's set, then (a job with a
+-- workflow or customer) from the sets of workers restricted to them. `no_idle` caches, per call,
+-- the services with no idle worker at all and the signatures whose set is empty.
+local function wake_one(P, now, id, j, no_idle)
+  local svc, sig = j.service, j.sig
+  if no_idle[svc] == nil then no_idle[svc] = redis.call('EXISTS', K.idle(P, svc)) == 0 end
+  if no_idle[svc] then return nil end
+  local fkey = svc .. '\n' .. sig
+  if not no_idle[fkey] then
+    local woke = wake_from(P, now, K.idle_sig(P, svc, sig), j, false)
+    if woke then return woke end
+    if woke == false then no_idle[fkey] = true end
+  end
+  if nonempty(j.workflow_id) then
+    local woke = wake_from(P, now, K.idle_workflow(P, svc, j.workflow_id), j, true)
+    if woke then return woke end
+  end
+  if nonempty(j.customer_id) then
+    local woke = wake_from(P, now, K.idle_customer(P, svc, j.customer_id), j, true)
+    if woke then return woke end
+  end
+  return nil
+end
+
+-- Make sure the job's signature is live before it is queued: a requeued, promoted or retried job
+-- may come back after its signature was retired (docs/internals.md "Signature lifecycle"). Its
+-- requirements are on the job (`req`, absent when they are `{}`).
+local function ensure_sig(P, now, id, svc, sig)
+  local skey = K.sigs(P, svc)
+  if redis.call('HEXISTS', skey, sig) == 1 then return end
+  local text = redis.call('HGET', K.job(P, id), 'req') or '{}'
+  redis.call('HSET', skey, sig, text)
+  fill_idle_sig(P, now, svc, sig)
+end
+
 -- Put a job in its place: the pending queue, or the unworkable queue when its signature is
 -- judged unworkable. Writes the job's status unless `ctx.no_status` (submit writes it with the rest
 -- of the hash). `ctx` may carry per-call caches: ctx.flagged[svc..sig] (is the signature flagged
--- unworkable) and ctx.no_idle[svc] (no idle worker of that service: skip the wake-up lookup).
+-- unworkable), ctx.no_idle (see wake_one), ctx.sig_known (the caller made the signature live).
 -- Returns the status the job got.
 local function enqueue(P, now, id, j, ctx)
   ctx = ctx or {}
@@ -88,6 +228,7 @@ local function enqueue(P, now, id, j, ctx)
     if not ctx.no_status then redis.call('HSET', K.job(P, id), 'status', 'unworkable') end
     return 'unworkable'
   end
+  if not ctx.sig_known then ensure_sig(P, now, id, svc, sig) end
   local qkey = K.queue(P, svc, sig)
   redis.call('ZADD', qkey, score, m)
   local h = redis.call('ZRANGE', qkey, 0, 1)
@@ -98,10 +239,7 @@ local function enqueue(P, now, id, j, ctx)
   if nonempty(j.workflow_id) then redis.call('ZADD', K.workflow_queue(P, svc, j.workflow_id), score, m) end
   if nonempty(j.customer_id) then redis.call('ZADD', K.customer_queue(P, svc, j.customer_id), score, m) end
   if not ctx.no_status then redis.call('HSET', K.job(P, id), 'status', 'pending') end
-  if not (ctx.no_idle and ctx.no_idle[svc]) then
-    local woke = wake_one(P, now, id, j)
-    if woke == false and ctx.no_idle then ctx.no_idle[svc] = true end
-  end
+  wake_one(P, now, id, j, ctx.no_idle or {})
   return 'pending'
 end
 
@@ -125,7 +263,7 @@ local function revive_signature(P, now, svc, sig, page)
   if not flagged then return nil end
   local text = flagged
   if string.sub(text, 1, 1) == '~' then text = string.sub(text, 2) end
-  redis.call('HSET', K.sigs(P, svc), sig, text)
+  if redis.call('HSET', K.sigs(P, svc), sig, text) == 1 then fill_idle_sig(P, now, svc, sig) end
   redis.call('HSET', K.usigs(P, svc), sig, '~' .. text)
   local ukey = K.unworkable_queue(P, svc, sig)
   local members = redis.call('ZRANGE', ukey, 0, page - 1)
@@ -135,7 +273,7 @@ local function revive_signature(P, now, svc, sig, page)
     redis.call('ZREM', K.unworkable(P), id)
     local j = load_job(P, id)
     if j and j.status == 'unworkable' then
-      enqueue(P, now, id, j)
+      enqueue(P, now, id, j, {sig_known = true})
       emit(P, now, 'job_requeued', id, nil, nil, '{"from":"unworkable"}', true)
     end
   end

@@ -71,7 +71,9 @@ local function live_records(P, index_key, record_key, offset, count)
   offset = clamp(offset, 0, D.MAX_MS, 0)
   count = clamp(count, 1, D.LIST_PAGE_MAX, D.FLEET_PAGE)
   local ids = redis.call('ZRANGEBYSCORE', index_key, now_ms(), '+inf', 'LIMIT', offset, count)
-  local out = {}
+  -- The next page's offset in the index first ('' after the last page): a record whose hash is gone
+  -- is skipped, so a short page is not a sign of the last one.
+  local out = {#ids == count and fmt(offset + count) or ''}
   for _, id in ipairs(ids) do
     local flat = redis.call('HGETALL', record_key(P, id))
     if #flat > 0 then out[#out + 1] = cjson.encode(hash_to_table(flat)) end

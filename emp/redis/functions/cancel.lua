@@ -31,9 +31,11 @@ local function cancel(keys, args)
   end
   redis.call('HSET', K.job(P, id), 'status', 'cancelled', 'finished_at', fmt(now), 'failure_class', 'cancelled',
     'error', nonempty(reason) and reason or 'cancelled')
-  finish(P, now, id, 'cancelled')
+  -- The event first: a job cancelled before any worker saw it has no stream yet, and the event
+  -- creates it; finish() then sets the retention TTL on every key of the job, the stream included.
   emit(P, now, 'job_cancelled', id, j.worker_id, j.attempt, '{"from":' .. json_str(prev) .. ',"reason":'
     .. json_str(reason) .. '}', true)
+  finish(P, now, id, 'cancelled')
   return {'OK', prev}
 end
 

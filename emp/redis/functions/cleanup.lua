@@ -2,13 +2,15 @@
   emp_cleanup: retention and lapsed registrations, one bounded page each.
   Terminal jobs expire by themselves (EXPIRE set when they end); this trims the listing indexes of
   expired ids, and marks workers whose registration lapsed (they died without saying so) offline,
-  so no phantom worker stays listed.
+  so no phantom worker stays listed. It also fails jobs unworkable for longer than
+  D.UNWORKABLE_RETENTION_MS and prunes the `services` set (_housekeeping.lua).
 
   KEYS[1]  workers
   ARGV[1]  P, ARGV[2] page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.MAINTENANCE_PAGE)
-  Reply    {trimmed index entries, workers marked offline}
+  Reply    {trimmed index entries, workers marked offline, unworkable jobs failed, services pruned}
   Errors   none
-  Events   worker_offline {reason: 'registration lapsed'} per worker marked offline
+  Events   worker_offline {reason: 'registration lapsed'} per worker marked offline;
+           job_failed {failure_class: 'unworkable', error} per unworkable job failed
 ]]
 
 local function cleanup(keys, args)
@@ -28,14 +30,15 @@ local function cleanup(keys, args)
     redis.call('ZREM', K.workers(P), wid)
     local W = load_worker(P, wid)
     if W then
-      for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
+      leave_idle(P, wid, true)
       redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now))
       redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)
       redis.call('DEL', K.worker_matches(P, wid))
     end
     emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":"registration lapsed"}', false)
   end
-  return {trimmed, #lapsed}
+  local expired = expire_unworkable(P, now, page)
+  return {trimmed, #lapsed, expired, prune_services(P, now, D.PRUNE_SERVICES_PAGE)}
 end
 
 redis.register_function('emp_cleanup', cleanup)

@@ -3,7 +3,9 @@
   (twin of emp/model/retry.py):
     malformed            -> failed at once
     cancelled            -> cancelled
-    resource_exhausted   -> counted; retry at once, this worker avoided for AVOID_WORKER_MS
+    resource_exhausted   -> counted; retry at once, avoiding every worker it ran out of memory on
+                            and, when a live worker with more GPU memory can run it, needing more
+                            than this worker's; failed at once when no other live worker can run it
     service_unavailable  -> not counted; retry after UNAVAILABLE_DELAY_MS (at most MAX_UNAVAILABLE)
     transient, timeout, worker_lost, unknown (and any other) -> counted; retry after
                             min(BASE * 2^tries, MAX) * (1 - JITTER * r) through `scheduled`
@@ -18,10 +20,45 @@
             {'NOT_FOUND'}, claim reply | {}}
   Errors   none (a refused fail is a STALE / NOT_FOUND reply, and the claim still happens)
   Events   job_retry {failure_class, delay_ms, error} | job_cancelled {reason} |
-           job_failed {failure_class, error}; then those of the claim (claim.lua)
+           job_failed {failure_class, error, no_other_worker?}; then those of the claim (claim.lua)
 ]]
 
 local COUNTED_BACKOFF = {transient = true, timeout = true, worker_lost = true, unknown = true}
+
+local function gpu_gb(W)
+  local mem = walk(worker_caps(W), 'hardware.gpu_memory_gb')
+  if type(mem) == 'number' then return mem end
+  return nil
+end
+
+-- After `wid` ran out of memory on job j (avoid: j's avoided workers, `wid` included): is there a live
+-- worker that may run it, and one of them with more GPU memory than `failed_gb`? Looks at up to
+-- D.LIVE_WORKER_SCAN live workers; a fleet larger than that is assumed to have one (found = true).
+local function oom_candidates(P, now, j, avoid, failed_gb)
+  local view = {customer_id = j.customer_id, workflow_id = j.workflow_id, avoid_workers = cjson.encode(avoid),
+    gpu_gb_over = j.gpu_gb_over}
+  local avoided = {}
+  for _, w in ipairs(avoid) do avoided[w] = true end
+  local found, offset = false, 0
+  while offset < D.LIVE_WORKER_SCAN do
+    local count = math.min(D.FLEET_PAGE, D.LIVE_WORKER_SCAN - offset)
+    local ids = redis.call('ZRANGEBYSCORE', K.workers(P), now, '+inf', 'LIMIT', offset, count)
+    for _, other in ipairs(ids) do
+      if not avoided[other] then
+        local W = load_worker(P, other)
+        if W and W.status ~= 'offline' and contains(split_csv(W.services), j.service)
+          and sig_matches(P, W, j.service, j.sig) and job_rules_ok(W, view, now) then
+          found = true
+          local mem = gpu_gb(W)
+          if failed_gb == nil or (mem ~= nil and mem > failed_gb) then return true, failed_gb ~= nil end
+        end
+      end
+    end
+    if #ids < count then return found, false end
+    offset = offset + count
+  end
+  return true, false
+end
 
 local function fail(keys, args)
   local P, id, attempt, wid, fclass, errtext = args[1], args[2], args[3], args[4], args[5], args[6] or ''
@@ -45,7 +82,7 @@ local function fail(keys, args)
     redis.call('HINCRBY', K.worker(P, wid), 'failed', 1)
     add_history(P, id, j, now, 'failed', fclass, errtext)
     redis.call('HSET', jkey, 'failure_class', fclass, 'error', string.sub(errtext, 1, D.ERROR_MAX))
-    local action, delay = 'fail', 0
+    local action, delay, no_other = 'fail', 0, false
     if fclass == 'cancelled' then
       action = 'cancel'
     elseif fclass == 'service_unavailable' then
@@ -54,10 +91,25 @@ local function fail(keys, args)
     elseif fclass ~= 'malformed' then
       tries = redis.call('HINCRBY', jkey, 'tries', 1)
       if tries < max_attempts then
-        action = 'retry'
+        action = 'retry'  -- resource_exhausted may still turn it into 'fail' below
         if fclass == 'resource_exhausted' then
-          j.avoid_worker = wid
-          redis.call('HSET', jkey, 'avoid_worker', wid, 'avoid_until', fmt(now + D.AVOID_WORKER_MS))
+          local avoid = avoided_workers(j.avoid_workers)
+          if not contains(avoid, wid) then avoid[#avoid + 1] = wid end
+          local failed = load_worker(P, wid)
+          local failed_gb = failed and gpu_gb(failed) or nil
+          local found, bigger = oom_candidates(P, now, j, avoid, failed_gb)
+          if found then
+            j.avoid_workers = cjson.encode(avoid)
+            redis.call('HSET', jkey, 'avoid_workers', j.avoid_workers)
+            if bigger then
+              j.gpu_gb_over = failed_gb
+              redis.call('HSET', jkey, 'gpu_gb_over', tostring(failed_gb))
+            end
+          else
+            action, no_other = 'fail', true
+            errtext = 'out of memory on ' .. table.concat(avoid, ', ')
+              .. ' and no other live worker can run it: ' .. errtext
+          end
         else
           delay = math.min(D.RETRY_BASE_MS * math.pow(2, tries - 1), D.RETRY_MAX_MS)
           delay = math.floor(delay * (1 - D.RETRY_JITTER * r))
@@ -75,13 +127,14 @@ local function fail(keys, args)
       outcome = {'RETRY', delay, status}
     elseif action == 'cancel' then
       redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', fmt(now))
-      finish(P, now, id, 'cancelled')
       emit(P, now, 'job_cancelled', id, wid, attempt, '{"reason":"cancelled in service"}', true)
+      finish(P, now, id, 'cancelled')
       outcome = {'CANCELLED'}
     else
-      fail_final(P, now, id, j, fclass, string.sub(errtext, 1, D.ERROR_MAX))
       emit(P, now, 'job_failed', id, wid, attempt,
-        '{"failure_class":' .. json_str(fclass) .. ',"error":' .. json_str(string.sub(errtext, 1, D.EVENT_ERROR_MAX)) .. '}', true)
+        '{"failure_class":' .. json_str(fclass) .. ',"error":' .. json_str(string.sub(errtext, 1, D.EVENT_ERROR_MAX))
+        .. (no_other and ',"no_other_worker":true' or '') .. '}', true)
+      fail_final(P, now, id, j, fclass, string.sub(errtext, 1, D.ERROR_MAX))
       outcome = {'FAILED'}
     end
   end

@@ -1,6 +1,7 @@
 --[[
   emp_get_job (read-only): everything about one job, consistent at one instant: its fields, payload,
-  requirements (from its signature) and its most recent events.
+  requirements (from its signature, or the job's own copy once the signature retired) and its most
+  recent events.
 
   KEYS[1]  job:<id>
   ARGV[1]  P, ARGV[2] id, ARGV[3] how many recent events (clamped to 0..D.LIST_PAGE_MAX,
@@ -21,6 +22,10 @@ local function get_job(keys, args)
     req = redis.call('HGET', K.sigs(P, f.service), f.sig) or redis.call('HGET', K.usigs(P, f.service), f.sig)
     if req and string.sub(req, 1, 1) == '~' then req = string.sub(req, 2) end
   end
+  -- A retired signature (its queue emptied) is gone from sigs/usigs: the job keeps its own copy
+  -- in `req` (stored only when not '{}', so its absence means no requirements).
+  if not req and f.sig then req = f.req or '{}' end
+  f.req = nil
   local evs = {}
   if nev > 0 then
     local raw = redis.call('XREVRANGE', K.job_events(P, id), '+', '-', 'COUNT', nev)

@@ -4,7 +4,8 @@
   KEYS[1]  machines
   ARGV[1]  P, ARGV[2] offset (clamped to >= 0), ARGV[3] count (clamped to 1..D.LIST_PAGE_MAX,
            '' = D.FLEET_PAGE)
-  Reply    {hash_json_1, ...}: id, status, record (JSON text), updated, started_at, ready_at, last_event
+  Reply    {next_offset | '', hash_json_1, ...} (next_offset: where the next page starts in the
+           index, '' after the last page; a page may hold fewer records than asked): id, status, record (JSON text), updated, started_at, ready_at, last_event
   Errors   none
   Events   none
 ]]

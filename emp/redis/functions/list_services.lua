@@ -5,7 +5,9 @@
   KEYS[1]  svcs
   ARGV[1]  P, ARGV[2] offset (clamped to >= 0), ARGV[3] count (clamped to 1..D.LIST_PAGE_MAX,
            '' = D.FLEET_PAGE)
-  Reply    {record_json_1, record_json_2, ...} (hash fields as strings; lists/objects as JSON text)
+  Reply    {next_offset | '', record_json_1, record_json_2, ...} (next_offset: where the next page
+           starts in the index, '' after the last page; a page may hold fewer records than asked)
+           (hash fields as strings; lists/objects as JSON text)
   Errors   none
   Events   none
 ]]

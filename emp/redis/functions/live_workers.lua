@@ -5,7 +5,10 @@
   KEYS[1]  workers
   ARGV[1]  P, ARGV[2] offset (clamped to >= 0), ARGV[3] count (clamped to 1..D.LIST_PAGE_MAX,
            '' = D.FLEET_PAGE)
-  Reply    {wid_1, caps_1, services_1, status_1, job_1, machine_1, wid_2, ...}
+  Reply    {next_offset | '', wid_1, caps_1, services_1, status_1, job_1, machine_1, wid_2, ...}
+           next_offset: where the next page starts in the index ('' = this was the last page). A
+           page may hold fewer workers than asked (an index entry whose hash is gone is skipped),
+           so only next_offset tells whether more follow.
   Errors   none
   Events   none
 ]]
@@ -16,7 +19,7 @@ local function live_workers(keys, args)
   local count = clamp(args[3], 1, D.LIST_PAGE_MAX, D.FLEET_PAGE)
   local now = now_ms()
   local ids = redis.call('ZRANGEBYSCORE', K.workers(P), now, '+inf', 'LIMIT', offset, count)
-  local out = {}
+  local out = {#ids == count and fmt(offset + count) or ''}
   for _, wid in ipairs(ids) do
     local v = redis.call('HMGET', K.worker(P, wid), 'caps', 'services', 'status', 'job', 'machine_id')
     if v[1] then

@@ -8,7 +8,7 @@
   ARGV[5]  page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.UNWORKABLE_PAGE)
   Reply    {'OK', moved, remaining} | {'TOO_SOON'} | {'NOT_FOUND'}
   Errors   none
-  Events   job_unworkable {reason} per job moved
+  Events   job_unworkable {reason, fails_at} per job moved (a job unworkable until fails_at fails then)
 ]]
 
 local function mark_unworkable(keys, args)
@@ -44,11 +44,15 @@ local function mark_unworkable(keys, args)
       redis.call('ZADD', K.unworkable_queue(P, svc, sig), score, m)
       redis.call('ZADD', K.unworkable(P), now, id)
       redis.call('HSET', K.job(P, id), 'status', 'unworkable')
-      emit(P, now, 'job_unworkable', id, nil, nil, '{"reason":"no live worker matches its requirements"}', true)
+      -- fails_at: when it fails as `unworkable` unless a matching worker comes (emp_cleanup).
+      emit(P, now, 'job_unworkable', id, nil, nil, '{"reason":"no live worker matches its requirements","fails_at":'
+        .. fmt(now + D.UNWORKABLE_RETENTION_MS) .. '}', true)
       moved = moved + 1
     end
   end
   reset_head(P, svc, sig, old_head)
+  -- Its jobs wait in uq: now; nobody is woken for them (a revive fills the idle set again).
+  redis.call('DEL', K.idle_sig(P, svc, sig))
   return {'OK', moved, redis.call('ZCARD', qkey)}
 end
 

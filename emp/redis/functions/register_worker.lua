@@ -36,11 +36,12 @@ local function register_worker(keys, args)
   if args[8] == 'paused' then status = 'paused' end
   local now = now_ms()
   local wkey = K.worker(P, wid)
-  -- Leave the idle sets of services it no longer serves.
-  for _, s in ipairs(split_csv(redis.call('HGET', wkey, 'services'))) do redis.call('ZREM', K.idle(P, s), wid) end
+  -- Leave every idle set (its capabilities may have changed: its next empty claim joins the right ones).
+  local exists = redis.call('EXISTS', wkey) == 1
+  if exists then leave_idle(P, wid, true) end
   redis.call('DEL', K.worker_matches(P, wid))
   redis.call('HSET', wkey, 'id', wid, 'machine_id', machine or '', 'services', services, 'caps', caps_text,
-    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', status, 'job', '',
+    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', status, 'job', '', 'idle', '0',
     'registered_at', fmt(now), 'last_seen', fmt(now))
   redis.call('PERSIST', wkey)
   redis.call('ZADD', K.workers(P), now + ttl, wid)

@@ -32,8 +32,8 @@ local function retry(keys, args)
     redis.call('PERSIST', K.payload(P, id))
     redis.call('PERSIST', K.job_events(P, id))
   end
-  redis.call('HDEL', jkey, 'tries', 'lost', 'unavailable', 'finished_at', 'result', 'avoid_worker', 'avoid_until')
-  j.avoid_worker = nil
+  redis.call('HDEL', jkey, 'tries', 'lost', 'unavailable', 'finished_at', 'result', 'avoid_workers', 'gpu_gb_over')
+  j.avoid_workers, j.gpu_gb_over = nil, nil
   local status = requeue(P, now, id, j, 0)
   emit(P, now, 'job_retry', id, nil, j.attempt, '{"manual":true,"from":' .. json_str(prev) .. '}', true)
   return {'OK', status}

@@ -108,7 +108,7 @@ local function submit(keys, args)
   local first_seq = redis.call('INCRBY', K.seq(P), n) - n
   local reply = {'OK'}
   -- Per-call caches: a batch usually repeats a few (service, requirements) pairs.
-  local ctx = {no_status = true, flagged = {}, no_idle = {}}
+  local ctx = {no_status = true, flagged = {}, no_idle = {}, sig_known = true}
   local sig_of = {}
   for i, j in ipairs(jobs) do
     local id, svc = j.id, j.service
@@ -121,7 +121,9 @@ local function submit(keys, args)
       sig_of[skey] = sig
       local flagged = redis.call('HGET', K.usigs(P, svc), sig)
       ctx.flagged[svc .. '\n' .. sig] = (flagged and string.sub(flagged, 1, 1) ~= '~') and true or false
-      if not flagged then redis.call('HSETNX', K.sigs(P, svc), sig, j.requirements) end
+      if not flagged and redis.call('HSETNX', K.sigs(P, svc), sig, j.requirements) == 1 then
+        fill_idle_sig(P, now, svc, sig) -- a new signature: its matching idle workers can be woken
+      end
     end
     j.sig = sig
     local run_at = tonumber(j.run_at)
@@ -138,6 +140,8 @@ local function submit(keys, args)
       if nonempty(j[f]) then fields[#fields + 1] = f; fields[#fields + 1] = j[f] end
     end
     if status == 'scheduled' then fields[#fields + 1] = 'run_at'; fields[#fields + 1] = fmt(run_at) end
+    -- Kept on the job so a requeue can bring back a signature retired meanwhile (_queue.lua ensure_sig).
+    if j.requirements ~= '{}' then fields[#fields + 1] = 'req'; fields[#fields + 1] = j.requirements end
     redis.call('HSET', K.job(P, id), unpack(fields))
     redis.call('SET', K.payload(P, id), j.payload)
     emit(P, now, 'job_submitted', id, nil, nil, '{"service":' .. json_str(svc) .. ',"priority":' .. j.priority .. '}',

@@ -14,7 +14,7 @@ local function worker_offline(keys, args)
   local W = load_worker(P, wid)
   if W == nil then return {'NOT_FOUND'} end
   local now = now_ms()
-  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
+  leave_idle(P, wid, true)
   redis.call('ZREM', K.workers(P), wid)
   redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now), 'job', '')
   redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)

@@ -16,8 +16,8 @@ local function worker_pause(keys, args)
   local W = load_worker(P, wid)
   if W == nil then return {'NOT_FOUND'} end
   local now = now_ms()
-  for _, s in ipairs(split_csv(W.services)) do redis.call('ZREM', K.idle(P, s), wid) end
-  redis.call('HSET', K.worker(P, wid), 'status', 'paused', 'idle', '0', 'paused_reason', reason)
+  leave_idle(P, wid, true)
+  redis.call('HSET', K.worker(P, wid), 'status', 'paused', 'paused_reason', reason)
   emit(P, now, 'worker_status', nil, wid, nil,
     '{"status":"paused","reason":' .. json_str(reason) .. '}', false)
   return {'OK'}
