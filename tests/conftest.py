@@ -1,5 +1,6 @@
 """Session-wide test fixtures: a private redis-server, a namespace per test, the anyio backend.
 
+The Redis Cluster tests (tests/cluster/) share one private 3-master cluster per session.
 Tests never flush Redis: each test isolates its keys under its own namespace (``{t<hex>}:...``).
 Set EMP_TEST_REDIS_URL to run against a Redis >= 7 you provide instead (tests write to it).
 """
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from emp.errors import ConfigError
+from emp.redis.cluster import LocalCluster
 from emp.redis.embedded import EmbeddedRedis
 
 
@@ -38,6 +40,20 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield server.url
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A private 3-master Redis Cluster on free loopback ports, one per session (started on first use)."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"), masters=3)
+    try:
+        cluster.start()
+    except ConfigError as exc:
+        pytest.fail(f"the cluster tests need redis-server >= 7 and redis-cli: {exc}", pytrace=False)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -2,37 +2,141 @@
 
 Automatic command retries are off: redis-py retries a command after a lost reply by default, and a
 retried FCALL could claim a second job (reference/reliability.md). emp retries itself where a call
-is idempotent (claims carry a request id; complete is idempotent).
+is idempotent (claims carry a request id; complete is idempotent). On a Redis Cluster, MOVED and
+ASK redirections are still followed: the node that answers with one did not run the command.
+
+The URL alone says whether the server is a Redis Cluster (docs/cluster.md):
+
+- ``redis+cluster://`` / ``rediss+cluster://``, or ``?cluster=1``: a cluster, without asking;
+- ``?cluster=0``: one Redis, without asking;
+- otherwise the node the URL names is asked once per process (``INFO cluster``, ``cluster_enabled``).
+  When it cannot be reached at that moment, the client is a single-Redis one: an explicit URL is
+  the robust choice for a fleet on a cluster.
 """
 
 from __future__ import annotations
 
+import logging
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import redis
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry as SyncRetry
 
-TRANSIENT_ERRORS: tuple[type[Exception], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
-"""Redis is unreachable or slow right now: retry later (the call may or may not have run)."""
+log = logging.getLogger(__name__)
+
+RedisClient = Redis | RedisCluster
+"""What :func:`connect` returns: one Redis, or a Redis Cluster that routes each command by its key."""
+
+TRANSIENT_ERRORS: tuple[type[Exception], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OSError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
+"""Redis is unreachable or slow right now: retry later (the call may or may not have run). On a cluster
+also: no node serves the slot now (a failover under way), or no node of the cluster answers."""
 
 UNREACHABLE_ERRORS: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
     TimeoutError,
+    RedisClusterUnreachableError,
 )
 """The errors that mean "no Redis answered" (the CLI's exit code for an unreachable Redis)."""
 
 ANY_REDIS_ERROR = RedisError
 """The base of every error redis-py raises, for callers outside emp.redis (they never import redis)."""
 
+CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+"""Explicit cluster schemes and the plain scheme redis-py is given."""
 
-def connect(url: str, *, max_connections: int | None = None, timeout_s: float | None = None) -> Redis:
-    """An asyncio client with str replies, no silent retries, and health checks on idle sockets."""
+DETECT_TIMEOUT_S = 2.0
+"""How long the one-time ``INFO cluster`` probe may take (it runs once per URL and process)."""
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+_detected: dict[str, bool] = {}
+"""Per plain URL: whether its server said cluster_enabled:1 (asked once per process)."""
+
+
+def parse_cluster_url(url: str) -> tuple[str, bool | None]:
+    """(the URL redis-py is given, True/False when the URL says cluster or not, None to ask the server)."""
+    parts = urlsplit(url)
+    explicit: bool | None = None
+    scheme = parts.scheme
+    if scheme in CLUSTER_SCHEMES:
+        scheme, explicit = CLUSTER_SCHEMES[scheme], True
+    query = []
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name != "cluster":
+            query.append((name, value))
+            continue
+        if value.lower() not in _TRUE | _FALSE:
+            raise ValueError(f"cluster={value!r} in the Redis URL: use cluster=1 or cluster=0")
+        if explicit is None or value.lower() in _TRUE:  # a cluster scheme wins over cluster=0
+            explicit = value.lower() in _TRUE
+    return urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), parts.fragment)), explicit
+
+
+def _server_is_cluster(plain_url: str) -> bool | None:
+    """Ask the node once: True/False, or None when it cannot be reached now."""
+    if plain_url in _detected:
+        return _detected[plain_url]
+    probe = redis.Redis.from_url(
+        plain_url,
+        socket_connect_timeout=DETECT_TIMEOUT_S,
+        socket_timeout=DETECT_TIMEOUT_S,
+        retry=SyncRetry(NoBackoff(), 0),
+    )
+    try:
+        info = probe.info("cluster")
+    except RedisError as exc:
+        log.debug("cannot ask the Redis server whether it is a cluster (%s): using it as one Redis", exc)
+        return None
+    finally:
+        probe.close()
+    _detected[plain_url] = str(info.get("cluster_enabled", 0)) == "1"
+    return _detected[plain_url]
+
+
+def connect(url: str, *, max_connections: int | None = None, timeout_s: float | None = None) -> RedisClient:
+    """An asyncio client with str replies, no silent retries, and health checks on idle sockets.
+
+    A cluster client when the URL says so or the server is a cluster node (see the module docstring);
+    ``max_connections`` is then per node.
+    """
+    plain, explicit = parse_cluster_url(url)
+    is_cluster = explicit if explicit is not None else _server_is_cluster(plain)
+    if is_cluster:
+        return RedisCluster.from_url(
+            plain,
+            decode_responses=True,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=5,
+            socket_timeout=timeout_s,
+            health_check_interval=30,
+            **({} if max_connections is None else {"max_connections": max_connections}),
+        )
     return Redis.from_url(
-        url,
+        plain,
         decode_responses=True,
         retry=Retry(NoBackoff(), 0),
         max_connections=max_connections,
@@ -40,3 +144,7 @@ def connect(url: str, *, max_connections: int | None = None, timeout_s: float | 
         socket_timeout=timeout_s,
         health_check_interval=30,
     )
+
+
+def is_cluster(client: RedisClient) -> bool:
+    return isinstance(client, RedisCluster)

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -39,7 +40,14 @@ from emp._ports import free_port
 from emp._process import die_with_parent
 from emp.errors import BrokerError, ConfigError
 
-__all__ = ["MIN_VERSION", "URL_FILE_NAME", "EmbeddedRedis", "read_live_url", "redis_server_version"]
+__all__ = [
+    "MIN_VERSION",
+    "URL_FILE_NAME",
+    "EmbeddedRedis",
+    "free_cluster_port",
+    "read_live_url",
+    "redis_server_version",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +90,25 @@ def redis_server_version(executable: str = "redis-server") -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups() if part is not None)
 
 
+CLUSTER_BUS_OFFSET = 10000
+"""A cluster node also listens on its port + 10000 (the cluster bus)."""
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster-bus port (port + 10000) is free too."""
+    for _ in range(50):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET > 65535:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port + CLUSTER_BUS_OFFSET))
+            except OSError:
+                continue
+        return port
+    raise BrokerError("no free port pair (port, port + 10000) for a cluster node on 127.0.0.1")
+
+
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
     """Last-resort cleanup (garbage collection or interpreter exit): no orphaned redis-server."""
     if proc.poll() is None:
@@ -110,11 +137,18 @@ class EmbeddedRedis:
     """
 
     def __init__(
-        self, data_dir: Path | None = None, persist: bool = False, *, executable: str = "redis-server"
+        self,
+        data_dir: Path | None = None,
+        persist: bool = False,
+        *,
+        executable: str = "redis-server",
+        cluster_node: bool = False,
     ) -> None:
         if persist and data_dir is None:
             raise ValueError("persist=True needs a data_dir to keep the data in")
         self.persist = persist
+        self.cluster_node = cluster_node
+        """Started with ``--cluster-enabled yes`` (one node of a :class:`emp.redis.cluster.LocalCluster`)."""
         self.executable = executable
         self._data_dir = data_dir
         self._owns_dir = False
@@ -148,7 +182,8 @@ class EmbeddedRedis:
         self._data_dir.mkdir(parents=True, exist_ok=True)
         try:
             for attempt in range(1, PORT_ATTEMPTS + 1):
-                if self._launch(self._data_dir, free_port(), last_attempt=attempt == PORT_ATTEMPTS):
+                port = free_cluster_port() if self.cluster_node else free_port()
+                if self._launch(self._data_dir, port, last_attempt=attempt == PORT_ATTEMPTS):
                     break
         except BaseException:
             self.stop()
@@ -171,6 +206,11 @@ class EmbeddedRedis:
             "--daemonize", "no",
             "--logfile", str(logfile),
         ]  # fmt: skip
+        if self.cluster_node:
+            # The node's own view of the cluster; a fresh file per start (a node never rejoins an old cluster).
+            nodes_file = data_dir / "nodes.conf"
+            nodes_file.unlink(missing_ok=True)
+            argv += ["--cluster-enabled", "yes", "--cluster-config-file", str(nodes_file)]
         offset = logfile.stat().st_size if logfile.exists() else 0
         # stdout/stderr go to the log too: redis prints argument errors there before it opens --logfile.
         with open(logfile, "ab") as out:

@@ -5,15 +5,16 @@ then calls :func:`read_after` with that id. :func:`read_after` raises :class:`St
 stream no longer holds the entry after that id (it was trimmed, or Redis restarted and the stream
 started over): the view must take a new snapshot. Redis itself gives no error in that case (an
 XREAD from a trimmed id silently resumes at the oldest entry), so the check is made here.
+
+Every read names one stream, so on a Redis Cluster it goes to the master of that stream's slot.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from redis.asyncio import Redis
-
 from emp.model.events import Event, decode_event
+from emp.redis.client import RedisClient
 
 
 class StreamGap(Exception):
@@ -26,7 +27,7 @@ def _id_tuple(stream_id: str) -> tuple[int, int]:
 
 
 async def read_after(
-    client: Redis, stream: str, last_id: str, *, block_ms: int | None = None, count: int = 500
+    client: RedisClient, stream: str, last_id: str, *, block_ms: int | None = None, count: int = 500
 ) -> list[Event]:
     """Events after ``last_id`` (blocking up to ``block_ms`` when there are none yet).
 
