@@ -14,8 +14,22 @@ from typing import Any, Literal
 from rich.table import Table
 from rich.text import Text
 
-MEASUREMENTS = ("submit", "e2e", "pickup", "depth", "sigs", "slowest", "memory", "comfyui")
+MEASUREMENTS = (
+    "submit",
+    "e2e",
+    "pickup",
+    "mixed_pickup",
+    "depth",
+    "sigs",
+    "slowest",
+    "memory",
+    "comfyui",
+    "cluster",
+)
 """Measurement names, in the order they run (``--only`` takes a subset)."""
+
+NOT_QUICK = ("cluster",)
+"""Left out of ``--quick`` unless named in ``--only`` (the cluster run starts a cluster and 4 workers)."""
 
 Better = Literal["higher", "lower"]
 
@@ -40,6 +54,19 @@ class Metric:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandCost:
+    """One Redis command's cost per processed job (INFO commandstats over a run, divided by its jobs).
+
+    ``command`` ``"lua"`` is not a command: FCALL's time less every other command's (see
+    :mod:`emp.bench.commandstats`), its ``calls_per_job`` and ``us_per_call`` are 0."""
+
+    command: str
+    calls_per_job: float
+    us_per_job: float
+    us_per_call: float
+
+
+@dataclass(frozen=True, slots=True)
 class BenchResult:
     """Everything one `emp bench` run produced."""
 
@@ -48,6 +75,8 @@ class BenchResult:
     errors: dict[str, str] = field(default_factory=dict)
     """measurement name → why it could not run (the other measurements still ran)."""
     duration_s: float = 0.0
+    redis_commands: dict[str, list[CommandCost]] = field(default_factory=dict)
+    """run name (e.g. ``"e2e"`` for all end-to-end runs, ``"e2e_2p_16c"``) → Redis commands per job."""
 
 
 def passed(m: Metric) -> bool | None:
@@ -106,6 +135,21 @@ def to_table(result: BenchResult, title: str = "emp bench") -> Table:
     return table
 
 
+def to_cost_table(name: str, rows: Sequence[CommandCost]) -> Table:
+    """Where a run's Redis time per job goes: one row per command, costliest first."""
+    table = Table(title=f"Redis commands per processed job: {name}", title_justify="left")
+    table.add_column("command")
+    table.add_column("calls/job", justify="right")
+    table.add_column("µs/job", justify="right")
+    table.add_column("µs/call", justify="right")
+    for r in rows:
+        if r.command == "lua":
+            table.add_row("(Lua: FCALL less the other commands)", "", f"{r.us_per_job:.1f}", "")
+        else:
+            table.add_row(r.command, f"{r.calls_per_job:.2f}", f"{r.us_per_job:.1f}", f"{r.us_per_call:.2f}")
+    return table
+
+
 def summary(result: BenchResult) -> tuple[int, int, int]:
     """(passed, failed, measured without a target)."""
     verdicts = [passed(m) for m in result.metrics]
@@ -139,6 +183,18 @@ def to_json(result: BenchResult) -> dict[str, Any]:
         "params": dict(result.params),
         "summary": {"passed": ok, "failed": failed, "no_target": untargeted, "errors": len(result.errors)},
         "duration_s": round(result.duration_s, 3),
+        "redis_commands": {
+            name: [
+                {
+                    "command": r.command,
+                    "calls_per_job": round(r.calls_per_job, 4),
+                    "us_per_job": round(r.us_per_job, 3),
+                    "us_per_call": round(r.us_per_call, 3),
+                }
+                for r in rows
+            ]
+            for name, rows in result.redis_commands.items()
+        },
     }
 
 
@@ -154,6 +210,7 @@ def merge(results: Sequence[BenchResult]) -> BenchResult:
         out.metrics.extend(r.metrics)
         out.params.update(r.params)
         out.errors.update(r.errors)
+        out.redis_commands.update(r.redis_commands)
     return out
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import statistics
@@ -40,9 +41,12 @@ import anyio
 import emp
 from emp import defaults
 from emp._process import die_with_parent
+from emp.bench import commandstats, mixed_fleet
 from emp.bench.report import (
     MEASUREMENTS,  # noqa: E402  (one home for the names: report.py)
+    NOT_QUICK,
     BenchResult,
+    CommandCost,
     Metric,
     percentile,
 )
@@ -50,6 +54,7 @@ from emp.model.job import parse_submission
 from emp.redis import library
 from emp.redis.calls import Calls, ClaimedJob
 from emp.redis.client import connect
+from emp.redis.cluster import namespace_keys
 from emp.redis.embedded import EmbeddedRedis
 
 SUBMIT_IN_FLIGHT = 2
@@ -66,7 +71,8 @@ WORKER_TTL_MS = 600_000
 # The targets emp commits to (README "Benchmark"). Units as in the metrics below.
 TARGET_E2E_CONCURRENT = 10_000.0  # jobs/s, 2 worker processes with concurrent slots
 TARGET_E2E_ONE_SLOT = 5_000.0  # jobs/s, 2 worker processes with one slot each
-TARGET_SUBMIT_BATCHED = 25_000.0  # jobs/s
+TARGET_SUBMIT_BATCHED = 40_000.0  # jobs/s
+TARGET_REDIS_US_PER_JOB = 60.0  # µs of Function time (inner commands included) per processed job
 TARGET_PICKUP_P50_MS = 2.0
 TARGET_PICKUP_P99_MS = 10.0
 TARGET_DEPTH_RATIO = 1.5  # claim cost at the deepest queue / at 1k
@@ -97,6 +103,7 @@ class Plan:
     e2e_procs: tuple[int, ...] = (1, 2)
     pickup_jobs: int = 200
     pickup_gap_s: float = 0.02
+    mixed_pickup_jobs: int = 200
     depths: tuple[int, ...] = (1_000, 100_000, 1_000_000)
     claim_cycles: int = 2_000
     sig_counts: tuple[int, ...] = (1, 10, 100)
@@ -120,6 +127,7 @@ class Plan:
             "e2e_concurrency": self.e2e_concurrency,
             "pickup_jobs": self.pickup_jobs,
             "pickup_gap_ms": round(self.pickup_gap_s * 1000, 3),
+            "mixed_pickup_jobs": self.mixed_pickup_jobs,
             "depths": list(self.depths),
             "claim_cycles": self.claim_cycles,
             "sig_counts": list(self.sig_counts),
@@ -138,6 +146,7 @@ QUICK = Plan(
     e2e_jobs=2_000,
     e2e_concurrency=16,
     pickup_jobs=40,
+    mixed_pickup_jobs=40,
     depths=(1_000, 10_000),
     claim_cycles=300,
     slow_jobs=20_000,
@@ -166,7 +175,10 @@ def make_plan(
     comfyui_url: str | None = None,
 ) -> Plan:
     plan = QUICK if quick else Plan()
-    plan = replace(plan, only=parse_only(only), comfyui_url=comfyui_url)
+    chosen = parse_only(only)
+    if quick and not only:
+        chosen = tuple(name for name in chosen if name not in NOT_QUICK)
+    plan = replace(plan, only=chosen, comfyui_url=comfyui_url)
     if jobs is not None:
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -218,6 +230,8 @@ class Bench:
     log: Log = lambda _msg: None
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     namespaces: list[str] = field(default_factory=list)
+    redis_commands: dict[str, list[CommandCost]] = field(default_factory=dict)
+    """Where the Redis time of a run went, per job (filled by the measurements, shown after the metrics)."""
 
     def __post_init__(self) -> None:
         self.client = connect(self.url, max_connections=64)
@@ -245,13 +259,8 @@ class Bench:
             await self.client.flushdb()  # our own server: every bench namespace goes at once
             self.namespaces.clear()
             return
-        cursor = 0
-        while True:
-            cursor, found = await self.client.scan(cursor, match="{" + ns + "}:*", count=2000)
-            if found:
-                await self.client.unlink(*found)
-            if cursor == 0:
-                return
+        async for found in namespace_keys(self.client, ns):
+            await self.client.unlink(*found)
 
     # raw server helpers (a benchmark may look at the server directly)
 
@@ -268,6 +277,10 @@ class Bench:
         info = await self.client.info("commandstats")
         stat = info.get("cmdstat_fcall") or {}
         return int(stat.get("calls", 0)), float(stat.get("usec_per_call", 0.0))
+
+    async def command_totals(self) -> dict[str, commandstats.Totals]:
+        """Every command's calls and µs since the last CONFIG RESETSTAT (the bench's own left out)."""
+        return commandstats.parse(await self.client.info("commandstats"))
 
     async def reset_stats(self) -> None:
         await self.client.config_resetstat()
@@ -358,11 +371,23 @@ async def register_bench_worker(calls: Calls, worker_id: str, capabilities: dict
 class WorkerProcs:
     """``count`` `emp worker` processes, each with ``concurrency`` slots, logging to ``log_dir``.
 
-    The Redis URL reaches them through EMP_REDIS_URL (never argv: it may hold a password)."""
+    The Redis URL reaches them through EMP_REDIS_URL (never argv: it may hold a password).
+    Slot ids start with ``id_prefix`` (how readiness tells them from other workers of the namespace)."""
 
-    def __init__(self, url: str, namespace: str, count: int, concurrency: int, log_dir: Path) -> None:
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        count: int,
+        concurrency: int,
+        log_dir: Path,
+        capabilities: dict[str, Any] | None = None,
+        id_prefix: str = "bench-",
+    ) -> None:
         self.url, self.namespace, self.count, self.concurrency = url, namespace, count, concurrency
         self.log_dir = log_dir
+        self.capabilities = capabilities
+        self.id_prefix = id_prefix
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[Path] = []
 
@@ -376,9 +401,11 @@ class WorkerProcs:
         env["EMP_REDIS_URL"] = self.url
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         for i in range(self.count):
-            wid = f"bench-{i}"
+            wid = f"{self.id_prefix}{i}"
             argv = [sys.executable, "-m", "emp", "--namespace", self.namespace, "worker"]
             argv += ["--services", SERVICE, "--concurrency", str(self.concurrency), "--id", wid]
+            if self.capabilities is not None:
+                argv += ["--capabilities", json.dumps(self.capabilities)]
             path = self.log_dir / f"{self.namespace}-{wid}.log"
             with open(path, "ab") as out:
                 proc = subprocess.Popen(
@@ -407,10 +434,10 @@ class WorkerProcs:
         while time.monotonic() < deadline:
             self.check()
             live = await calls.live_workers()
-            registered = sum(1 for w in live if w.id.startswith("bench-"))
+            registered = sum(1 for w in live if w.id.startswith(self.id_prefix))
             if registered >= self.slots:
-                idle = await calls.client.zcard(calls.keys.idle(SERVICE))
-                if idle >= self.slots:
+                idle: Any = await calls.client.zrange(calls.keys.idle(SERVICE), 0, -1)
+                if sum(1 for wid in idle if wid.startswith(self.id_prefix)) >= self.slots:
                     return
             await asyncio.sleep(0.05)
         raise BenchError(
@@ -443,9 +470,16 @@ def _tail(path: Path, lines: int = 8) -> str:
 
 @contextlib.asynccontextmanager
 async def worker_procs(
-    bench: Bench, calls: Calls, count: int, concurrency: int, plan: Plan, log_dir: Path
+    bench: Bench,
+    calls: Calls,
+    count: int,
+    concurrency: int,
+    plan: Plan,
+    log_dir: Path,
+    capabilities: dict[str, Any] | None = None,
+    id_prefix: str = "bench-",
 ) -> AsyncIterator[WorkerProcs]:
-    procs = WorkerProcs(bench.url, calls.keys.namespace, count, concurrency, log_dir)
+    procs = WorkerProcs(bench.url, calls.keys.namespace, count, concurrency, log_dir, capabilities, id_prefix)
     procs.start()
     try:
         await procs.wait_ready(calls, plan.worker_start_timeout_s)
@@ -526,10 +560,19 @@ async def measure_submit(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric
 # -- (2) end-to-end throughput ----------------------------------------------------------------
 
 
-async def _e2e_once(
-    bench: Bench, plan: Plan, procs: int, concurrency: int, log_dir: Path
-) -> tuple[float, float, float]:
-    """(jobs/s, seconds, Redis CPU share): submit ``e2e_jobs`` and wait until all are completed."""
+@dataclass(frozen=True, slots=True)
+class E2eRun:
+    rate: float
+    """jobs/s, from the first submit call to the last job completed"""
+    seconds: float
+    redis_cpu: float
+    """redis-server CPU over the run, as a share of one core"""
+    commands: dict[str, commandstats.Totals]
+    """INFO commandstats over the run, the bench's own polls left out"""
+
+
+async def _e2e_once(bench: Bench, plan: Plan, procs: int, concurrency: int, log_dir: Path) -> E2eRun:
+    """Submit ``e2e_jobs`` and wait until all are completed."""
     calls = bench.fresh(f"e2e{procs}x{concurrency}")
     n = plan.e2e_jobs
     tpl = job_template()
@@ -543,11 +586,14 @@ async def _e2e_once(
                 for wires in batches:
                     await calls.submit(wires, MAX_PAYLOAD)
 
+            await bench.reset_stats()
+            polls = 0  # the bench's own ZCARDs: not part of a job's cost
             cpu0 = await bench.cpu_seconds()
             t0 = time.perf_counter()
             submitter = asyncio.create_task(submit_all())
             try:
                 while True:
+                    polls += 1
                     done = int(await calls.client.zcard(done_key))
                     if done >= n:
                         break
@@ -559,6 +605,7 @@ async def _e2e_once(
                     await asyncio.sleep(0.002)
                 elapsed = time.perf_counter() - t0
                 cpu = (await bench.cpu_seconds() - cpu0) / elapsed
+                totals = commandstats.without_calls(await bench.command_totals(), "zcard", polls)
                 await submitter
             finally:
                 if not submitter.done():
@@ -570,89 +617,113 @@ async def _e2e_once(
                 raise BenchError(f"{failed} no-op jobs failed (see the worker logs in {log_dir})")
     finally:
         await bench.drop(calls)
-    return n / elapsed, elapsed, cpu
+    return E2eRun(n / elapsed, elapsed, cpu, totals)
 
 
 async def measure_e2e(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
     out: list[Metric] = []
+    runs: list[E2eRun] = []
     for procs in plan.e2e_procs:
         for conc in (1, plan.e2e_concurrency) if plan.e2e_concurrency > 1 else (1,):
             bench.log(f"  e2e: {procs} worker process(es) x {conc} slot(s), {plan.e2e_jobs:,} jobs")
-            rate, secs, cpu = await _e2e_once(bench, plan, procs, conc, log_dir)
+            run = await _e2e_once(bench, plan, procs, conc, log_dir)
+            runs.append(run)
+            key = f"e2e_{procs}p_{conc}c"
+            bench.redis_commands[key] = commandstats.per_job(run.commands, plan.e2e_jobs)
+            function_us = commandstats.function_usec(run.commands) / plan.e2e_jobs
             target = None
             if procs == 2:
                 target = TARGET_E2E_ONE_SLOT if conc == 1 else TARGET_E2E_CONCURRENT
             slots = "1 slot" if conc == 1 else f"{conc} slots"
             out.append(
                 Metric(
-                    f"e2e_{procs}p_{conc}c",
+                    key,
                     f"end-to-end, {procs} worker proc{'s' if procs > 1 else ''} × {slots}",
-                    rate,
+                    run.rate,
                     "jobs/s",
                     target=target,
-                    note=f"{plan.e2e_jobs:,} no-op jobs submit→claim→complete in {secs:.2f} s; "
-                    f"redis-server busy {cpu:.0%} of a core",
+                    note=f"{plan.e2e_jobs:,} no-op jobs submit→claim→complete in {run.seconds:.2f} s; "
+                    f"redis-server busy {run.redis_cpu:.0%} of a core; Functions {function_us:.0f} µs/job",
                 )
             )
+    jobs = plan.e2e_jobs * len(runs)
+    every = commandstats.add(r.commands for r in runs)
+    bench.redis_commands["e2e"] = commandstats.per_job(every, jobs)
+    lua_us = next((r.us_per_job for r in bench.redis_commands["e2e"] if r.command == "lua"), 0.0)
+    out.append(
+        Metric(
+            "redis_us_per_job",
+            "Redis time per processed job (Functions)",
+            commandstats.function_usec(every) / jobs,
+            "µs",
+            TARGET_REDIS_US_PER_JOB,
+            "lower",
+            note=f"FCALL µs (INFO commandstats) over the {len(runs)} end-to-end runs / {jobs:,} jobs: "
+            f"submit + claim + complete + all the workers call; {lua_us:.0f} µs/job of it outside the "
+            "commands the Functions run (Lua)",
+        )
+    )
     return out
 
 
 # -- (3) pickup latency -----------------------------------------------------------------------
 
 
-async def measure_pickup(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
-    calls = bench.fresh("pickup")
-    tpl = job_template()
-    n = plan.pickup_jobs
+async def _pickup_latencies(
+    bench: Bench, calls: Calls, workers: WorkerProcs, tpl: dict[str, Any], n: int, gap_s: float, wait_s: float
+) -> list[float]:
+    """Submit ``n`` jobs one at a time ``gap_s`` apart; ms from each submit call to its job_started
+    (or job_assigned) event read from the stream. Jobs not seen ``wait_s`` after the last submit
+    are left out (the caller decides how many may be missing)."""
     reader = connect(bench.url, max_connections=2)
     sent: dict[str, float] = {}
     seen: dict[str, float] = {}
     try:
-        async with worker_procs(bench, calls, 1, 1, plan, log_dir) as workers:
-            last: Any = await reader.xrevrange(calls.keys.events, "+", "-", count=1)
-            last_id: str = str(last[0][0]) if last else "0-0"
+        last: Any = await reader.xrevrange(calls.keys.events, "+", "-", count=1)
+        last_id: str = str(last[0][0]) if last else "0-0"
 
-            async def read_events() -> None:
-                nonlocal last_id
-                while True:
-                    reply: Any = await reader.xread({calls.keys.events: last_id}, count=200, block=1000)
-                    now = time.perf_counter()
-                    for _stream, entries in reply or []:
-                        for eid, fields in entries:
-                            last_id = eid
-                            if fields.get("type") in ("job_assigned", "job_started"):
-                                seen.setdefault(fields.get("job", ""), now)
+        async def read_events() -> None:
+            nonlocal last_id
+            while True:
+                reply: Any = await reader.xread({calls.keys.events: last_id}, count=200, block=1000)
+                now = time.perf_counter()
+                for _stream, entries in reply or []:
+                    for eid, fields in entries:
+                        last_id = eid
+                        if fields.get("type") in ("job_assigned", "job_started"):
+                            seen.setdefault(fields.get("job", ""), now)
 
-            task = asyncio.create_task(read_events())
-            try:
-                await asyncio.sleep(0.1)  # the reader is blocked in XREAD before the first submit
-                for i in range(n):
-                    wires = make_wires(tpl, "p", i, i + 1)
-                    sent[wires[0]["id"]] = time.perf_counter()
-                    await calls.submit(wires, MAX_PAYLOAD)
-                    await asyncio.sleep(plan.pickup_gap_s)
-                deadline = time.monotonic() + 5
-                while len(seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
-                    workers.check()
-                    await asyncio.sleep(0.01)
-            finally:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        task = asyncio.create_task(read_events())
+        try:
+            await asyncio.sleep(0.1)  # the reader is blocked in XREAD before the first submit
+            for i in range(n):
+                wires = make_wires(tpl, "p", i, i + 1)
+                sent[wires[0]["id"]] = time.perf_counter()
+                await calls.submit(wires, MAX_PAYLOAD)
+                await asyncio.sleep(gap_s)
+            deadline = time.monotonic() + wait_s
+            while len(seen.keys() & sent.keys()) < n and time.monotonic() < deadline:
+                workers.check()
+                await asyncio.sleep(0.01)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         await reader.aclose()
-        await bench.drop(calls)
-    lat_ms = [(seen[j] - t) * 1000 for j, t in sent.items() if j in seen]
+    return [(seen[j] - t) * 1000 for j, t in sent.items() if j in seen]
+
+
+def _pickup_metrics(key: str, where: str, lat_ms: list[float], n: int, wait_s: float, note: str) -> list[Metric]:
     missing = n - len(lat_ms)
     if missing > max(1, n // 100):
-        raise BenchError(f"{missing}/{n} jobs were never picked up within 5 s")
-    note = f"{len(lat_ms)} jobs {plan.pickup_gap_s * 1000:g} ms apart, 1 idle worker; submit call → job_started read"
+        raise BenchError(f"{missing}/{n} jobs were never picked up within {wait_s:g} s")
     if missing:
         note += f" ({missing} not seen)"
     return [
         Metric(
-            "pickup_p50_ms",
-            "pickup latency p50",
+            f"{key}_p50_ms",
+            f"pickup latency p50{where}",
             percentile(lat_ms, 50),
             "ms",
             TARGET_PICKUP_P50_MS,
@@ -660,8 +731,8 @@ async def measure_pickup(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric
             note=note,
         ),
         Metric(
-            "pickup_p99_ms",
-            "pickup latency p99",
+            f"{key}_p99_ms",
+            f"pickup latency p99{where}",
             percentile(lat_ms, 99),
             "ms",
             TARGET_PICKUP_P99_MS,
@@ -669,6 +740,50 @@ async def measure_pickup(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric
             note=f"max {max(lat_ms):.2f} ms",
         ),
     ]
+
+
+async def measure_pickup(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    calls = bench.fresh("pickup")
+    n, wait_s = plan.pickup_jobs, 5.0
+    try:
+        async with worker_procs(bench, calls, 1, 1, plan, log_dir) as workers:
+            lat_ms = await _pickup_latencies(bench, calls, workers, job_template(), n, plan.pickup_gap_s, wait_s)
+    finally:
+        await bench.drop(calls)
+    gap = f"{plan.pickup_gap_s * 1000:g} ms"
+    note = f"{len(lat_ms)} jobs {gap} apart, 1 idle worker; submit call → job_started read"
+    return _pickup_metrics("pickup", "", lat_ms, n, wait_s, note)
+
+
+async def measure_mixed_pickup(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    """Pickup in a mixed fleet (:mod:`emp.bench.mixed_fleet`): 45 idle workers of 9 kinds that cannot
+    run the jobs went idle first; then one `emp worker` process of the one kind that can (5 slots)."""
+    calls = bench.fresh("mixed")
+    n = plan.mixed_pickup_jobs
+    wait_s = 2 * defaults.IDLE_POLL_S + 5  # a job nobody is woken for waits for the idle poll
+    kinds = mixed_fleet.KINDS
+    matching = kinds - 1
+    blocking = connect(bench.url, max_connections=2)
+    fleet = mixed_fleet.IdleFleet(
+        calls, blocking, SERVICE, range(matching), mixed_fleet.PER_KIND, WORKER_TTL_MS, LEASE_MS
+    )
+    tpl = job_template(requirements=mixed_fleet.JOB_REQUIREMENTS)
+    caps = mixed_fleet.kind_capabilities(matching, SERVICE)
+    try:
+        async with (
+            mixed_fleet.idle_fleet(fleet),
+            worker_procs(bench, calls, 1, mixed_fleet.PER_KIND, plan, log_dir, caps, "bench-match-") as workers,
+        ):
+            lat_ms = await _pickup_latencies(bench, calls, workers, tpl, n, plan.pickup_gap_s, wait_s)
+    finally:
+        await blocking.aclose()
+        await bench.drop(calls)
+    others = len(fleet.worker_ids)
+    note = (
+        f"{len(lat_ms)} jobs {plan.pickup_gap_s * 1000:g} ms apart; {others + mixed_fleet.PER_KIND} idle workers of "
+        f"{kinds} kinds, only the {mixed_fleet.PER_KIND} of the last kind to register can run them"
+    )
+    return _pickup_metrics("pickup_mixed", ", mixed fleet", lat_ms, n, wait_s, note)
 
 
 # -- (4) (5) claim cost -----------------------------------------------------------------------
@@ -1042,15 +1157,25 @@ async def measure_comfyui(bench: Bench, plan: Plan, log_dir: Path) -> list[Metri
         await bench.drop(calls)
 
 
+async def measure_cluster(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    """Two namespaces on one master vs on two, on a local cluster of its own (emp/bench/cluster.py)."""
+    from emp.bench import cluster
+
+    stem = f"{bench.ns_prefix}-bench-{bench.run_id}"
+    return await cluster.measure(max(500, plan.e2e_jobs // 2), plan.e2e_concurrency, log_dir, bench.log, stem)
+
+
 MEASURES: dict[str, Measure] = {
     "submit": measure_submit,
     "e2e": measure_e2e,
     "pickup": measure_pickup,
+    "mixed_pickup": measure_mixed_pickup,
     "depth": measure_depth,
     "sigs": measure_sigs,
     "slowest": measure_slowest,
     "memory": measure_memory,
     "comfyui": measure_comfyui,
+    "cluster": measure_cluster,
 }
 
 
@@ -1069,12 +1194,13 @@ async def run_bench_async(url: str, own_server: bool, plan: Plan, ns_prefix: str
                 result.metrics.extend(await MEASURES[name](bench, plan, log_dir))
             except Exception as exc:  # one failed measurement must not hide the others
                 keep_logs = any(log_dir.iterdir())
-                result.errors[name] = f"{type(exc).__name__}: {exc}" if not isinstance(exc, BenchError) else str(exc)
+                result.errors[name] = _why(exc)
                 for ns in list(bench.namespaces):
                     with contextlib.suppress(Exception):
                         await bench.drop(ns)
             log(f"bench: {name} done in {time.perf_counter() - t1:.1f} s")
     finally:
+        result.redis_commands.update(bench.redis_commands)
         await bench.close()
         if keep_logs:
             log(f"bench: worker logs kept in {log_dir}")
@@ -1083,6 +1209,13 @@ async def run_bench_async(url: str, own_server: bool, plan: Plan, ns_prefix: str
                 p.unlink()
             log_dir.rmdir()
     return replace(result, duration_s=time.perf_counter() - t0)
+
+
+def _why(exc: BaseException) -> str:
+    """What a failed measurement reports: the first real error inside task-group wrappers."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return str(exc) if isinstance(exc, BenchError) else f"{type(exc).__name__}: {exc}"
 
 
 @contextlib.contextmanager

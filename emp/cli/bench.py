@@ -25,7 +25,12 @@ def register(app: typer.Typer) -> None:
     @app.command("bench")
     def bench(
         ctx: typer.Context,
-        quick: Annotated[bool, typer.Option("--quick", help="Small sizes (CI, tests): about 30 s.")] = False,
+        quick: Annotated[
+            bool,
+            typer.Option(
+                "--quick", help="Small sizes (CI, tests): about 30 s; leaves out `cluster` unless named in --only."
+            ),
+        ] = False,
         only: Annotated[
             str | None,
             typer.Option("--only", metavar="NAME[,NAME]", help=f"Run only these: {', '.join(MEASUREMENTS)}."),
@@ -84,6 +89,8 @@ def register(app: typer.Typer) -> None:
             if not out.is_terminal:
                 out = Console(width=max(out.width, 180))  # piped into a file: keep each row on one line
             out.print(report.to_table(result, title=f"emp bench{' --quick' if quick else ''}"))
+            if "e2e" in result.redis_commands:  # the runs one by one are in --json
+                out.print(report.to_cost_table("all end-to-end runs", result.redis_commands["e2e"]))
             ok, failed, untargeted = report.summary(result)
             err.print(
                 f"{ok} passed, {failed} missed, {untargeted} without a target, {len(result.errors)} error(s) "

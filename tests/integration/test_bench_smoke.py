@@ -25,8 +25,11 @@ QUICK_METRICS = [
     "e2e_1p_16c",
     "e2e_2p_1c",
     "e2e_2p_16c",
+    "redis_us_per_job",
     "pickup_p50_ms",
     "pickup_p99_ms",
+    "pickup_mixed_p50_ms",
+    "pickup_mixed_p99_ms",
     "claim_us_depth_1k",
     "claim_rtt_us_depth_1k",
     "claim_us_depth_10k",
@@ -90,6 +93,14 @@ def test_quick_bench_reports_every_metric(redis_url: str, namespace: str) -> Non
         assert metric["unit"], key
         assert metric["display"], key
     assert doc["params"]["quick"] is True
+    # Where the Redis time goes: every end-to-end run, and all of them together, command by command.
+    assert list(doc["redis_commands"]) == ["e2e_1p_1c", "e2e_1p_16c", "e2e_2p_1c", "e2e_2p_16c", "e2e"]
+    for run, rows in doc["redis_commands"].items():
+        by_command = {row["command"]: row for row in rows}
+        assert by_command["fcall"]["calls_per_job"] > 0, run
+        assert by_command["fcall"]["us_per_job"] > 0, run
+        assert "lua" in by_command, run
+        assert "info" not in by_command, run  # the bench's own commands are left out
     assert doc["params"]["redis"] == "given"
     # A given Redis is never flushed: the bench deleted its own namespaces and nothing else.
     assert asyncio.run(_keys(redis_url, "{" + namespace + "-bench-*")) == []

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from rich.console import Console
 
+from emp.bench import commandstats
 from emp.bench.report import (
     BenchResult,
+    CommandCost,
     Metric,
     all_passed,
     format_target,
@@ -16,6 +19,7 @@ from emp.bench.report import (
     passed,
     percentile,
     summary,
+    to_cost_table,
     to_json,
     to_table,
 )
@@ -145,3 +149,88 @@ def test_plan_only_and_sizes() -> None:
     assert make_plan(concurrency=4).e2e_concurrency == 4
     with pytest.raises(ValueError):
         make_plan(jobs=0)
+
+
+# -- Redis time per job (INFO commandstats) ----------------------------------------------------
+
+
+def _info() -> dict[str, Any]:
+    """INFO commandstats as redis-py parses it, over a run of 100 jobs."""
+    return {
+        "cmdstat_fcall": {"calls": 101, "usec": 12_000, "usec_per_call": 118.8},
+        "cmdstat_xadd": {"calls": 400, "usec": 1_600, "usec_per_call": 4.0},
+        "cmdstat_hset": {"calls": 300, "usec": 900, "usec_per_call": 3.0},
+        "cmdstat_zcard": {"calls": 50, "usec": 100, "usec_per_call": 2.0},
+        "cmdstat_blpop": {"calls": 0, "usec": 0, "usec_per_call": 0.0},
+        "cmdstat_info": {"calls": 3, "usec": 300, "usec_per_call": 100.0},
+        "cmdstat_config|resetstat": {"calls": 1, "usec": 10, "usec_per_call": 10.0},
+        "errorstat_ERR": {"count": 1},
+    }
+
+
+def test_commandstats_parse_leaves_out_the_bench_and_other_sections() -> None:
+    totals = commandstats.parse(_info())
+    assert totals["fcall"] == commandstats.Totals(101, 12_000)
+    assert set(totals) == {"fcall", "xadd", "hset", "zcard", "blpop"}
+
+
+def test_commandstats_without_the_bench_polls() -> None:
+    totals = commandstats.parse(_info())
+    fewer = commandstats.without_calls(totals, "zcard", 30)
+    assert fewer["zcard"] == commandstats.Totals(20, 40)
+    assert "zcard" not in commandstats.without_calls(totals, "zcard", 50)
+    assert commandstats.without_calls(totals, "nope", 5) == totals
+    assert totals["zcard"] == commandstats.Totals(50, 100)  # the input is left alone
+
+
+def test_commandstats_add_sums_runs() -> None:
+    one = {"fcall": commandstats.Totals(10, 100)}
+    two = {"fcall": commandstats.Totals(5, 50), "get": commandstats.Totals(1, 1)}
+    assert commandstats.add([one, two]) == {"fcall": commandstats.Totals(15, 150), "get": commandstats.Totals(1, 1)}
+
+
+def test_commandstats_per_job_ranks_costs_and_shows_lua() -> None:
+    totals = commandstats.parse(_info())
+    assert commandstats.function_usec(totals) == 12_000
+    rows = commandstats.per_job(totals, 100)
+    assert [r.command for r in rows] == ["fcall", "lua", "xadd", "hset", "zcard"]  # blpop: never called
+    fcall, lua, xadd = rows[0], rows[1], rows[2]
+    assert fcall == CommandCost("fcall", 1.01, 120.0, 12_000 / 101)
+    assert xadd == CommandCost("xadd", 4.0, 16.0, 4.0)
+    assert lua.us_per_job == (12_000 - 1_600 - 900 - 100) / 100  # FCALL less every other command
+    with pytest.raises(ValueError):
+        commandstats.per_job(totals, 0)
+
+
+def test_cost_table_and_json() -> None:
+    rows = commandstats.per_job(commandstats.parse(_info()), 100)
+    console = Console(width=200, record=True, color_system=None)
+    console.print(to_cost_table("all end-to-end runs", rows))
+    text = console.export_text()
+    assert "Redis commands per processed job: all end-to-end runs" in text
+    assert "120.0" in text and "1.01" in text
+    assert "(Lua: FCALL less the other commands)" in text
+    doc = to_json(BenchResult(redis_commands={"e2e": rows}))
+    assert json.loads(json.dumps(doc)) == doc
+    assert doc["redis_commands"]["e2e"][0] == {
+        "command": "fcall",
+        "calls_per_job": 1.01,
+        "us_per_job": 120.0,
+        "us_per_call": 118.812,
+    }
+
+
+def test_mixed_fleet_only_the_last_kind_can_run_the_jobs() -> None:
+    from emp.bench import mixed_fleet
+    from emp.model.matching import requirements_match
+    from emp.model.requirements import canonicalize
+
+    need = canonicalize(mixed_fleet.JOB_REQUIREMENTS)
+    able = [
+        k
+        for k in range(mixed_fleet.KINDS)
+        if requirements_match(need, mixed_fleet.kind_capabilities(k, "simulation"), "simulation")
+    ]
+    assert able == [mixed_fleet.KINDS - 1]
+    kinds = {json.dumps(mixed_fleet.kind_capabilities(k, "simulation"), sort_keys=True) for k in range(10)}
+    assert len(kinds) == mixed_fleet.KINDS  # ten different capability sets
