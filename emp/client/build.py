@@ -16,7 +16,7 @@ import datetime as dt
 import math
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from emp import defaults
@@ -137,6 +137,8 @@ def prepare_wires(
     return [{**wire, "id": i} for i in ids]
 
 
-def batches(items: Sequence[dict[str, Any]], size: int = defaults.MAX_BATCH) -> Iterable[Sequence[dict[str, Any]]]:
+def batches(
+    items: Sequence[Mapping[str, Any]], size: int = defaults.MAX_BATCH
+) -> Iterable[Sequence[Mapping[str, Any]]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -216,7 +216,7 @@ class Client:
         first status (pending, scheduled or unworkable)."""
         calls = await self.calls()
         statuses: list[JobStatus] = []
-        for batch in batches([dict(w) for w in wires]):
+        for batch in batches(wires):
             statuses += [JobStatus(s) for s in await calls.submit(batch, self.max_payload_bytes)]
         return statuses
 

@@ -18,6 +18,7 @@ from tests.polling import wait_for
 from tests.redis.helpers import (
     MAX_PAYLOAD,
     SERVICE,
+    caps_with,
     claim,
     events,
     job_events,
@@ -356,3 +357,153 @@ async def test_the_payload_depth_limit_is_put_back_after_each_decode(calls: Call
     with pytest.raises(JobValidationError, match="nested more than"):
         await calls.submit([raw_wire("too-deep", payload=deep)], MAX_PAYLOAD)
     assert await calls.submit([raw_wire("deep-requirements", requirements=deep)], MAX_PAYLOAD) != []
+
+
+# -- a batch groups its writes and wake-ups (docs/internals.md "Submit") --------------------------
+
+
+async def test_a_batch_wakes_each_idle_worker_that_can_run_its_jobs_once(calls: Calls) -> None:
+    for wid in ("w1", "w2", "w3"):
+        await register(calls, wid, wake_token=f"t{wid}")
+        await claim(calls, wid)  # nothing to run: idle
+    await submit(calls, *[f"j{i}" for i in range(2)])
+    woken = [wid for wid in ("w1", "w2", "w3") if await calls.client.lrange(calls.keys.wake(f"tw{wid[1]}"), 0, -1)]
+    assert len(woken) == 2  # two jobs: two workers, the third stays idle
+    await submit(calls, *[f"k{i}" for i in range(50)])
+    for wid in ("w1", "w2", "w3"):
+        assert await calls.client.lrange(calls.keys.wake(f"tw{wid[1]}"), 0, -1) == [wid]
+
+
+async def test_a_batch_wakes_a_worker_restricted_to_its_workflow(calls: Calls) -> None:
+    await register(calls, "wf-only", caps=caps_with(workflow_id="wf9"), wake_token="twf")
+    await claim(calls, "wf-only")
+    await submit(calls, "other", {"id": "mine", "workflow_id": "wf9"}, "other2")
+    assert await calls.client.lrange(calls.keys.wake("twf"), 0, -1) == ["wf-only"]
+
+
+@pytest.mark.parametrize(
+    ("existing", "batch", "head"),
+    [
+        (50, [50, 50, 50], "old"),  # equal priority: the older job stays the head
+        (50, [10, 90, 70], "b1"),  # the best of the batch is in its middle
+        (90, [10, 50], "old"),
+        (None, [50, 70, 70, 10], "b1"),
+    ],
+)
+async def test_a_batch_leaves_the_queue_head_in_the_heads_index(
+    calls: Calls, existing: int | None, batch: list[int], head: str
+) -> None:
+    if existing is not None:
+        await submit(calls, {"id": "old", "priority": existing})
+    await submit(calls, *[{"id": f"b{i}", "priority": p} for i, p in enumerate(batch)])
+    qkey = calls.keys.queue(SERVICE, sig_of(SERVICE))
+    q = await calls.client.zrange(qkey, 0, -1, withscores=True)
+    assert len(q) == len(batch) + (existing is not None)
+    first_member, first_score = q[0]
+    assert first_member.endswith(":" + head)
+    seq = int((await job_hash(calls, head))["seq"])
+    heads = await calls.client.zrange(calls.keys.heads(SERVICE), 0, -1, withscores=True)
+    assert heads == [(f"{seq:012x}" + sig_of(SERVICE), first_score)]
+
+
+async def test_a_mixed_batch_puts_every_job_in_its_queue_and_indexes(calls: Calls) -> None:
+    req = {"hardware": {"gpu_memory_gb": 80}}
+    await submit(calls, {"id": "flagged", "requirements": req})
+    assert (await calls.mark_unworkable(SERVICE, sig_of(SERVICE, req), 0))[0] == "OK"
+    far = await server_ms(calls) + 3_600_000
+    st = await submit(
+        calls,
+        {"id": "a", "customer_id": "acme"},
+        {"id": "b", "workflow_id": "wf1", "customer_id": "acme"},
+        {"id": "c", "requirements": req},
+        {"id": "d", "run_at": far, "workflow_id": "wf1"},
+        {"id": "e", "service": "ollama", "workflow_id": "wf1"},
+    )
+    assert st == ["pending", "pending", "unworkable", "scheduled", "pending"]
+
+    def ids(members: list[str]) -> list[str]:
+        return [m[13:] for m in members]
+
+    p = calls.keys.prefix
+    assert ids(await calls.client.zrange(calls.keys.queue(SERVICE, sig_of(SERVICE)), 0, -1)) == ["a", "b"]
+    assert ids(await calls.client.zrange(calls.keys.queue("ollama", sig_of("ollama")), 0, -1)) == ["e"]
+    assert ids(await calls.client.zrange(p + f"qc:{SERVICE}:acme", 0, -1)) == ["a", "b"]
+    assert ids(await calls.client.zrange(p + f"qwf:{SERVICE}:wf1", 0, -1)) == ["b"]
+    assert ids(await calls.client.zrange(p + "qwf:ollama:wf1", 0, -1)) == ["e"]
+    assert ids(await calls.client.zrange(p + f"uq:{SERVICE}:{sig_of(SERVICE, req)}", 0, -1)) == ["flagged", "c"]
+    assert "c" in await calls.client.zrange(calls.keys.unworkable, 0, -1)
+    assert await calls.client.smembers(calls.keys.services) == {SERVICE, "ollama"}
+    for job_id in "abcde":
+        assert (await job_hash(calls, job_id))["status"] == st["abcde".index(job_id)]
+        assert await calls.client.get(calls.keys.payload(job_id)) == "{}"
+    evs = [(e["type"], e["job"]) for e in await events(calls)][1:]  # after the first submit's event
+    assert [t for t, _ in evs if t == "job_submitted"] == ["job_submitted"] * 5
+    assert [j for t, j in evs if t == "job_submitted"] == list("abcde")
+    assert ("job_unworkable", "c") in evs and ("job_scheduled", "d") in evs
+
+
+@pytest.mark.parametrize(("order", "error"), [("exists-first", JobExists), ("bad-first", JobValidationError)])
+async def test_a_batch_refuses_with_the_error_of_its_first_bad_job(
+    calls: Calls, order: str, error: type[Exception]
+) -> None:
+    await submit(calls, "taken")
+    bad = raw_wire("bad", priority="x")
+    batch = [wire("ok"), wire("taken"), bad] if order == "exists-first" else [wire("ok"), bad, wire("taken")]
+    before = await _snapshot_of_writes(calls)
+    with pytest.raises(error):
+        await calls.submit(batch, MAX_PAYLOAD)
+    assert await _snapshot_of_writes(calls) == before
+
+
+async def test_copies_of_one_bad_payload_are_all_refused(calls: Calls) -> None:
+    """Texts are judged once per call: a refused text is refused for every job that carries it."""
+    with pytest.raises(JobValidationError, match="job 1: payload"):
+        await calls.submit([raw_wire(f"j{i}", payload="{oops") for i in range(3)], MAX_PAYLOAD)
+    with pytest.raises(JobValidationError, match="job 2: requirements"):
+        await calls.submit([wire("fine"), raw_wire("j", requirements="[]")], MAX_PAYLOAD)
+    assert await namespace_keys(calls) == set()
+
+
+async def _fcall_submit(calls: Calls, *args: Any) -> Any:
+    return await calls.client.fcall("emp_submit", 1, calls.keys.events, calls.keys.prefix, MAX_PAYLOAD, *args)
+
+
+async def test_the_plain_form_of_fourteen_values_a_job_is_still_accepted(calls: Calls) -> None:
+    """What clients before the shared form send (SUBMIT_FIELDS per job)."""
+    from emp.redis.calls import SUBMIT_FIELDS
+
+    jobs = [wire("p1", priority=70), wire("p2", customer_id="acme")]
+    flat = ["" if (v := w.get(f)) is None else v for w in jobs for f in SUBMIT_FIELDS]
+    assert await _fcall_submit(calls, 2, *flat) == ["OK", "pending", "pending"]
+    assert (await job_hash(calls, "p1"))["priority"] == "70"
+    assert (await job_hash(calls, "p2"))["customer_id"] == "acme"
+
+
+async def test_jobs_of_several_templates_keep_their_own_fields(calls: Calls) -> None:
+    batch = [wire("a", priority=10), wire("b", priority=90), wire("c", priority=10), wire("d", workflow_id="wf")]
+    assert await calls.submit(batch, MAX_PAYLOAD) == ["pending"] * 4
+    got = {i: await job_hash(calls, i) for i in "abcd"}
+    assert [got[i]["priority"] for i in "abcd"] == ["10", "90", "10", "50"]
+    assert "workflow_id" not in got["c"] and got["d"]["workflow_id"] == "wf"
+
+
+@pytest.mark.parametrize(
+    ("count", "tail"),
+    [
+        ("2:1", ["a", "1"]),  # one pair short
+        ("1:2", ["a", "1"]),  # more templates than jobs
+        ("1:0", ["a", "1"]),
+        ("1:1", ["a", "2"]),  # no such template
+        ("1:1", ["a", "x"]),
+        ("x:1", ["a", "1"]),
+    ],
+)
+async def test_a_malformed_shared_form_is_refused(calls: Calls, count: str, tail: list[str]) -> None:
+    from emp.redis.calls import SUBMIT_FIELDS
+
+    template = ["" if (v := wire("t").get(f)) is None else v for f in SUBMIT_FIELDS[1:]]
+    with pytest.raises(ResponseError, match="EMP_INVALID batch"):
+        await _fcall_submit(calls, count, *template, *tail)
+    assert await namespace_keys(calls) == set()
+    # The same template with a well-formed tail is fine.
+    assert await _fcall_submit(calls, "2:1", *template, "a", 1, "b", 1) == ["OK", "pending", "pending"]

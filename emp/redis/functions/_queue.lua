@@ -170,28 +170,38 @@ local function wake_from(P, now, key, j, check_sig)
   return nil
 end
 
+-- wake_from, remembering in `no_idle` (per call) the sets found empty.
+local function wake_from_unless_empty(P, now, key, j, check_sig, no_idle)
+  if no_idle[key] then return nil end
+  local woke = wake_from(P, now, key, j, check_sig)
+  if woke == false then no_idle[key] = true end
+  return woke or nil
+end
+
 -- Wake one idle worker that can run this job: from its signature's set, then (a job with a
 -- workflow or customer) from the sets of workers restricted to them. `no_idle` caches, per call,
--- the services with no idle worker at all and the signatures whose set is empty.
+-- the services with no idle worker at all and the idle sets found empty.
 local function wake_one(P, now, id, j, no_idle)
-  local svc, sig = j.service, j.sig
+  local svc = j.service
   if no_idle[svc] == nil then no_idle[svc] = redis.call('EXISTS', K.idle(P, svc)) == 0 end
   if no_idle[svc] then return nil end
-  local fkey = svc .. '\n' .. sig
-  if not no_idle[fkey] then
-    local woke = wake_from(P, now, K.idle_sig(P, svc, sig), j, false)
-    if woke then return woke end
-    if woke == false then no_idle[fkey] = true end
+  local woke = wake_from_unless_empty(P, now, K.idle_sig(P, svc, j.sig), j, false, no_idle)
+  if not woke and nonempty(j.workflow_id) then
+    woke = wake_from_unless_empty(P, now, K.idle_workflow(P, svc, j.workflow_id), j, true, no_idle)
   end
-  if nonempty(j.workflow_id) then
-    local woke = wake_from(P, now, K.idle_workflow(P, svc, j.workflow_id), j, true)
-    if woke then return woke end
+  if not woke and nonempty(j.customer_id) then
+    woke = wake_from_unless_empty(P, now, K.idle_customer(P, svc, j.customer_id), j, true, no_idle)
   end
-  if nonempty(j.customer_id) then
-    local woke = wake_from(P, now, K.idle_customer(P, svc, j.customer_id), j, true)
-    if woke then return woke end
+  return woke
+end
+
+-- Wake up to `count` idle workers for `count` pending jobs alike in everything that decides who may
+-- run them (service, signature, workflow, customer): a submitted batch wakes once per kind of job,
+-- not once per job, and stops at the first miss (the next job of the kind would miss as well).
+local function wake_many(P, now, j, count, no_idle)
+  for _ = 1, count do
+    if not wake_one(P, now, nil, j, no_idle) then return end
   end
-  return nil
 end
 
 -- Make sure the job's signature is live before it is queued: a requeued, promoted or retried job
@@ -241,6 +251,25 @@ local function enqueue(P, now, id, j, ctx)
   if not ctx.no_status then redis.call('HSET', K.job(P, id), 'status', 'pending') end
   wake_one(P, now, id, j, ctx.no_idle or {})
   return 'pending'
+end
+
+-- Add new pending jobs of one signature to its queue (submit): one ZADD (in slices: Lua's unpack
+-- has a stack limit), and the heads entry moves only when the best of them beats the queue's head.
+-- `items`: {score, member, ...}; best_*: the best-ordered of them (lowest score, then lowest seq).
+-- The caller adds the workflow / customer index entries and wakes workers (wake_many).
+local function queue_many(P, svc, sig, items, best_score, best_member, best_seq)
+  local qkey = K.queue(P, svc, sig)
+  local old = redis.call('ZRANGE', qkey, 0, 0, 'WITHSCORES')
+  for i = 1, #items, 1000 do redis.call('ZADD', qkey, unpack(items, i, math.min(i + 999, #items))) end
+  local hkey = K.heads(P, svc)
+  if old[1] then
+    local old_score = tonumber(old[2])
+    if old_score < best_score or (old_score == best_score and tonumber(string.sub(old[1], 1, 12), 16) < best_seq) then
+      return
+    end
+    redis.call('ZREM', hkey, head_member(old[1], sig))
+  end
+  redis.call('ZADD', hkey, best_score, head_member(best_member, sig))
 end
 
 -- Back to the queue with its original place (release, retry without delay, lease expiry, promote).
