@@ -5,9 +5,10 @@ time); the slots share one command connection pool, one blocking connection that
 process's wake list, and one pub/sub connection for cancellations.
 
 A slot's loop: claim → run → complete-and-claim-next in ONE Function call, so a busy slot costs one
-round trip per job. A slot that finds nothing sleeps until it is woken (a submit that matches it
-LPUSHes its id to the process's wake list), until the next scheduled job or lease is due, or for
-``idle_poll_s`` at most. Nothing busy-polls.
+round trip per job; the completes of slots that finish together go in one call for all of them
+(group commit, emp/worker/group_commit.py). A slot that finds nothing sleeps until it is woken (a
+submit that matches it LPUSHes its id to the process's wake list), until the next scheduled job or
+lease is due, or for ``idle_poll_s`` at most. Nothing busy-polls.
 
 Shutdown (signals): the first SIGTERM/SIGINT stops claiming and lets running jobs finish within
 ``drain_timeout_s``, then releases what is still running back to the queue (no attempt used) and
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import logging
 import os
@@ -27,7 +29,7 @@ import signal
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,12 +43,13 @@ from emp.errors import JobNotFound, StaleAttempt
 from emp.model.job import JobStatus
 from emp.model.retry import FailureClass
 from emp.redis import library
-from emp.redis.calls import Calls, ClaimedJob, ClaimResult, NextClaim, NoJob, NotRegistered
+from emp.redis.calls import Calls, ClaimedJob, ClaimResult, Completion, NextClaim, NoJob, NotRegistered, Outcome
 from emp.redis.client import TRANSIENT_ERRORS, connect
 from emp.storage import OutputSink, Storage, open_storage
 from emp.worker.attempt import AttemptResult, Cancelled, Completed, Failed, Lost, Released
 from emp.worker.connectors.base import Connector, ConnectorBinding, ConnectorError, JobContext
 from emp.worker.connectors.simulation import SimulationConnector
+from emp.worker.group_commit import GroupCommit
 from emp.worker.progress import ProgressReporter
 from emp.worker.service_monitor import ServiceMonitor
 
@@ -167,6 +170,8 @@ class Worker:
         self.slots = [Slot(i) for i in ids]
         self.by_id = {s.worker_id: s for s in self.slots}
         self.wake_token = f"{base}-{uuid.uuid4().hex[:8]}"
+        # Claim request ids: unique per process run (the wake token is), and cheaper than a uuid4 a job.
+        self._request_ids = (f"{self.wake_token}:{n}" for n in itertools.count())
         self.lease_ms = int(cfg.lease_ttl_s * 1000)
         self.worker_ttl_ms = int(cfg.worker_ttl_s * 1000)
         self.accepting = True
@@ -174,6 +179,8 @@ class Worker:
         self.finished_jobs = 0
         self.caps: dict[str, Any] = {}
         self.calls: Calls | None = None
+        # Batches of half the slots, two in flight: Redis runs one while the process runs the other's jobs.
+        self.commits = GroupCommit(self._send_completions, max_in_flight=2, max_batch=(cfg.concurrency + 1) // 2)
         self.draining = anyio.Event()
         self.monitors = [self._monitor(b) for b in bindings]
         self.paused: set[str] = set()  # slots told to Redis they are paused (service down)
@@ -302,7 +309,13 @@ class Worker:
                 for monitor in self.monitors:
                     with contextlib.suppress(Exception):
                         await monitor.report_stopped(calls)
-            log.info("worker %s stopped: %d job(s) finished", self.base_id, self.finished_jobs)
+            log.info(
+                "worker %s stopped: %d job(s) finished; %d complete call(s) for %d job(s)",
+                self.base_id,
+                self.finished_jobs,
+                self.commits.calls,
+                self.commits.entries,
+            )
             return 1 if self.forced else 0
         finally:
             with anyio.move_on_after(2, shield=True):
@@ -327,13 +340,14 @@ class Worker:
 
     async def _retrying(self, fn: Callable[[], Awaitable[T]], what: str) -> T:
         """Run fn() until it succeeds, backing off on connection trouble (Redis restarting)."""
-        backoff = redis_backoff(jitter=0.5)
+        backoff: Backoff | None = None  # built on the first error only: it seeds a Random (costly a job)
         while True:
             try:
                 return await fn()
             except TRANSIENT_REDIS_ERRORS as exc:
                 if self.forced and what in ("claim", "register"):
                     raise
+                backoff = backoff or redis_backoff(jitter=0.5)
                 delay = backoff.next()
                 log.warning("%s: redis unavailable (%s); retrying in %.1f s", what, exc, delay)
                 await anyio.sleep(delay)
@@ -349,7 +363,13 @@ class Worker:
         return True
 
     def _next_claim(self) -> NextClaim:
-        return NextClaim(uuid.uuid4().hex, self.lease_ms, True, self.cfg.max_lost_leases)
+        return NextClaim(next(self._request_ids), self.lease_ms, True, self.cfg.max_lost_leases)
+
+    async def _send_completions(self, batch: Sequence[Completion]) -> list[Outcome]:
+        """One group-commit call, retried as a whole while Redis is unreachable (idempotent)."""
+        assert self.calls is not None
+        calls = self.calls
+        return await self._retrying(lambda: calls.complete_many(batch), "complete")
 
     async def _claim(self, slot: Slot) -> ClaimResult:
         assert self.calls is not None
@@ -423,9 +443,8 @@ class Worker:
         nxt = self._next_claim() if self._wants_more() and self.services_ready() else None
         if isinstance(ended, Completed):
             result = "" if ended.result is None else json.dumps(ended.result, separators=(",", ":"))
-            final_message = ended.final_message
-            outcome = await self._retrying(
-                lambda: calls.complete(job.id, job.attempt, slot.worker_id, result, nxt, final_message), "complete"
+            outcome = await self.commits.complete(
+                Completion(job.id, job.attempt, slot.worker_id, result, nxt, ended.final_message)
             )
         elif isinstance(ended, Failed):
             fclass, message, r = ended.failure_class, ended.message, random.random()

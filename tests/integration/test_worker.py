@@ -57,6 +57,26 @@ async def test_burst_worker_runs_every_job_and_exits(calls: Calls, redis_url: st
     assert sorted(r["id"] for r in rows) == sorted(f"j{i}" for i in range(50))
 
 
+async def test_slots_completing_together_lose_nothing_and_complete_each_job_once(
+    calls: Calls, redis_url: str, namespace: str
+) -> None:
+    n = 200
+    jobs = [wire(payload={"steps": 0, "result": {"i": i}}, id=f"g{i}") for i in range(n)]
+    await calls.submit(jobs, 1 << 20)
+    worker = Worker(cfg(redis_url, namespace, concurrency=8))
+    with anyio.fail_after(60):
+        assert await worker.run() == 0
+    assert worker.commits.entries == n  # every complete went through the group commit
+    completed = [f for _, f in await calls.client.xrange(calls.keys.events) if f["type"] == "job_completed"]
+    assert sorted(f["job"] for f in completed) == sorted(f"g{i}" for i in range(n))  # each once
+    assert {f["attempt"] for f in completed} == {"1"}
+    for i in (0, n // 2, n - 1):
+        data = await job(calls, f"g{i}")
+        assert data.status == JobStatus.COMPLETED and data.result == {"i": i}
+    per_slot = [int(await calls.client.hget(calls.keys.worker(s.worker_id), "completed") or 0) for s in worker.slots]
+    assert sum(per_slot) == n
+
+
 async def test_progress_is_monotonic_and_ends_at_100_before_completion(
     calls: Calls, redis_url: str, namespace: str
 ) -> None:

@@ -244,6 +244,22 @@ async def test_allowed_customers_worker_only_gets_those_customers(calls: Calls) 
     assert await claim_ids(calls, "w") == ["a", "g"]
 
 
+async def test_a_worker_registered_again_claims_with_its_new_services_and_customer_rules(calls: Calls) -> None:
+    # The claim keeps decoded service lists and capabilities in the library's Lua state, by their
+    # text: a registration with other text must be judged on its own, never on what an earlier one had.
+    access = {"isolation": "loose", "allowed_customers": [], "denied_customers": ["evil"]}
+    await register(calls, "w", caps=caps_with(customer_access=access))
+    await submit(calls, {"id": "e1", "customer_id": "evil"}, {"id": "x1", "service": "ollama"})
+    assert await claim_ids(calls, "w") == []
+    other = {"isolation": "loose", "allowed_customers": [], "denied_customers": ["nobody"]}
+    await register(calls, "w", services=(SERVICE, "ollama"), caps=caps_with(customer_access=other))
+    assert sorted(await claim_ids(calls, "w")) == ["e1", "x1"]
+    # Another worker with the first text still gets the first rules.
+    await register(calls, "w2", caps=caps_with(customer_access=access))
+    await submit(calls, {"id": "e2", "customer_id": "evil"}, {"id": "ok", "customer_id": "good"})
+    assert await claim_ids(calls, "w2") == ["ok"]
+
+
 async def test_denied_customer_is_skipped(calls: Calls) -> None:
     access = {"isolation": "loose", "allowed_customers": [], "denied_customers": ["evil"]}
     await register(calls, "w", caps=caps_with(customer_access=access))

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from emp import defaults
-from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, Outcome, OutcomeCode
+from emp.redis.calls import Calls, ClaimedJob, NextClaim, NoJob, NotRegistered, Outcome, OutcomeCode
 from tests.redis.helpers import (
     LEASE_MS,
     claim_job,
@@ -143,6 +143,29 @@ async def test_complete_with_next_claim_returns_the_next_job(calls: Calls) -> No
     assert isinstance(last, NoJob)
     w = await calls.client.hgetall(calls.keys.worker("w"))
     assert w["status"] == "idle" and w["job"] == ""
+
+
+async def test_complete_with_next_claim_counts_once_whatever_the_claim_finds(calls: Calls) -> None:
+    # The count rides in the claim's own write of the worker record: a job, nothing, or a worker
+    # that went offline in between must each count the completion exactly once.
+    await register(calls, "w")
+    await submit(calls, "a", "b")
+    a = await claim_job(calls, "w")
+    b = (await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))).next_claim
+    assert isinstance(b, ClaimedJob)
+    assert (await calls.client.hget(calls.keys.worker("w"), "completed")) == "1"
+    # A retried complete (same attempt, same request id) is ALREADY: not counted again.
+    await calls.complete("a", a.attempt, "w", "", NextClaim("r2", LEASE_MS, True, 3))
+    assert (await calls.client.hget(calls.keys.worker("w"), "completed")) == "1"
+    empty = (await calls.complete("b", b.attempt, "w", "", NextClaim("r3", LEASE_MS, True, 3))).next_claim
+    assert isinstance(empty, NoJob)
+    assert (await calls.client.hget(calls.keys.worker("w"), "completed")) == "2"
+    await submit(calls, "c")
+    c = await claim_job(calls, "w")
+    await calls.worker_offline("w", "test")
+    gone = (await calls.complete("c", c.attempt, "w", "", NextClaim("r4", LEASE_MS, True, 3))).next_claim
+    assert isinstance(gone, NotRegistered)
+    assert (await calls.client.hget(calls.keys.worker("w"), "completed")) == "3"
 
 
 async def test_stale_complete_still_carries_the_next_claim(calls: Calls) -> None:

@@ -218,6 +218,24 @@ async def test_fail_with_next_claim(calls: Calls) -> None:
     assert (await calls.client.hgetall(calls.keys.worker("w")))["job"] == "b"
 
 
+async def test_fail_with_next_claim_counts_the_failure_once(calls: Calls) -> None:
+    # The count rides in the claim's write of the worker record, whether it finds a job or not.
+    got = await running(calls, max_attempts=1)
+    await submit(calls, "b")
+    nxt = (await calls.fail("a", got.attempt, "w", "transient", "x", 0.0, NextClaim("r", LEASE_MS, True, 3))).next_claim
+    assert isinstance(nxt, ClaimedJob) and nxt.id == "b"
+    assert (await calls.client.hget(calls.keys.worker("w"), "failed")) == "1"
+    again = await calls.fail("a", got.attempt, "w", "transient", "x", 0.0, NextClaim("r", LEASE_MS, True, 3))
+    assert again.code == OutcomeCode.STALE and again.next_claim == nxt
+    assert (await calls.client.hget(calls.keys.worker("w"), "failed")) == "1"
+    last = (
+        await calls.fail("b", nxt.attempt, "w", "malformed", "x", 0.0, NextClaim("r2", LEASE_MS, True, 3))
+    ).next_claim
+    assert isinstance(last, NoJob)
+    w = await calls.client.hgetall(calls.keys.worker("w"))
+    assert w["failed"] == "2" and w["status"] == "idle" and w["job"] == ""
+
+
 # -- out of memory: avoid every worker it ran out of memory on, prefer more memory -------------------
 
 

@@ -4,19 +4,29 @@
   events after its submission also go to its own stream (capped at D.JOB_EVENTS_MAXLEN).
 ]]
 
+-- The stream caps as text, formatted once at load (a number argument costs a format per call; the
+-- library's load step has no `string` table, so concatenation formats them).
+local EVENT_CAPS = {all = '' .. D.EVENTS_MAXLEN, job = '' .. D.JOB_EVENTS_MAXLEN}
+
 -- Append prepared fields {'type', t, 'ts', ts, ...} to the namespace's stream.
 local function append_event(P, fields)
-  redis.call('XADD', K.events(P), 'MAXLEN', '~', D.EVENTS_MAXLEN, '*', unpack(fields))
+  redis.call('XADD', K.events(P), 'MAXLEN', '~', EVENT_CAPS.all, '*', unpack(fields))
 end
 
+-- `attempt`: text (or a number, formatted here).
 local function emit(P, now, etype, id, wid, attempt, data, per_job)
   local fields = {'type', etype, 'ts', fmt(now)}
-  if nonempty(id) then fields[#fields + 1] = 'job'; fields[#fields + 1] = id end
-  if nonempty(wid) then fields[#fields + 1] = 'worker'; fields[#fields + 1] = wid end
-  if attempt ~= nil then fields[#fields + 1] = 'attempt'; fields[#fields + 1] = tostring(attempt) end
-  if data ~= nil then fields[#fields + 1] = 'data'; fields[#fields + 1] = data end
+  local n = 4
+  if nonempty(id) then fields[n + 1] = 'job'; fields[n + 2] = id; n = n + 2 end
+  if nonempty(wid) then fields[n + 1] = 'worker'; fields[n + 2] = wid; n = n + 2 end
+  if attempt ~= nil then
+    fields[n + 1] = 'attempt'
+    fields[n + 2] = type(attempt) == 'number' and int_str(attempt) or attempt
+    n = n + 2
+  end
+  if data ~= nil then fields[n + 1] = 'data'; fields[n + 2] = data end
   append_event(P, fields)
   if per_job and nonempty(id) then
-    redis.call('XADD', K.job_events(P, id), 'MAXLEN', '~', D.JOB_EVENTS_MAXLEN, '*', unpack(fields))
+    redis.call('XADD', K.job_events(P, id), 'MAXLEN', '~', EVENT_CAPS.job, '*', unpack(fields))
   end
 end

@@ -48,15 +48,15 @@ end
 -- scheduled job's time (or nil).
 local function housekeep(P, now, max_lost)
   local worked = false
-  local s = redis.call('ZRANGE', K.scheduled(P), 0, 0, 'WITHSCORES')
+  local s = redis.call('ZRANGE', K.scheduled(P), '0', '0', 'WITHSCORES')
   if s[2] and tonumber(s[2]) <= now then
     worked = promote_due(P, now, D.MAINTENANCE_PAGE) > 0 or worked
-    s = redis.call('ZRANGE', K.scheduled(P), 0, 0, 'WITHSCORES')
+    s = redis.call('ZRANGE', K.scheduled(P), '0', '0', 'WITHSCORES')
   end
-  local l = redis.call('ZRANGE', K.leases(P), 0, 0, 'WITHSCORES')
+  local l = redis.call('ZRANGE', K.leases(P), '0', '0', 'WITHSCORES')
   if l[2] and tonumber(l[2]) <= now then
     worked = requeue_expired(P, now, D.MAINTENANCE_PAGE, max_lost) > 0 or worked
-    l = redis.call('ZRANGE', K.leases(P), 0, 0, 'WITHSCORES')
+    l = redis.call('ZRANGE', K.leases(P), '0', '0', 'WITHSCORES')
   end
   local sched = s[2] and tonumber(s[2]) or nil
   local nxt = sched

@@ -46,15 +46,40 @@ local function load_job(P, id, fields)
   return j
 end
 
+-- The retention TTL as text, formatted once at load (a number argument is formatted on every call).
+local RETENTION_TTL = '' .. D.RETENTION_S
+
 -- Terminal states keep the job for the retention period, then everything about it expires.
 -- EXPIRE of a key that does not exist yet does nothing: a job's stream exists once a worker claimed
 -- it, but a job that ends before any claim (cancel, unworkable expiry) must write its event first.
-local function finish(P, now, id, status)
-  redis.call('ZADD', K.done(P, status), now, id)
-  local ttl = D.RETENTION_S
-  redis.call('EXPIRE', K.job(P, id), ttl)
-  redis.call('EXPIRE', K.payload(P, id), ttl)
-  redis.call('EXPIRE', K.job_events(P, id), ttl)
+-- `jkey`: K.job(P, id) when the caller has built it already (optional).
+local function finish(P, now, id, status, jkey)
+  redis.call('ZADD', K.done(P, status), fmt(now), id)
+  redis.call('EXPIRE', jkey or K.job(P, id), RETENTION_TTL)
+  redis.call('EXPIRE', K.payload(P, id), RETENTION_TTL)
+  redis.call('EXPIRE', K.job_events(P, id), RETENTION_TTL)
+end
+
+-- The successful end of attempt j (the caller fenced it: current_attempt): ONE HSET of the job with
+-- every field completing sets (status, finished_at, progress 100, and result, started_at when it was
+-- still assigned, the final progress message when given), its lease dropped, its retention set, its
+-- events: job_progress {progress: 100, message} when `message` is given, then job_completed. The
+-- worker record is the caller's to write (the claim that follows, or free_worker).
+local function complete_attempt(P, now, id, attempt, wid, j, result, message)
+  local jkey = K.job(P, id)
+  local nowf = fmt(now)
+  local fields = {'status', 'completed', 'finished_at', nowf, 'progress', '100'}
+  if nonempty(result) then fields[#fields + 1] = 'result'; fields[#fields + 1] = result end
+  if j.status == 'assigned' then fields[#fields + 1] = 'started_at'; fields[#fields + 1] = nowf end
+  local has_message = nonempty(message)
+  if has_message then fields[#fields + 1] = 'message'; fields[#fields + 1] = message end
+  redis.call('HSET', jkey, unpack(fields))
+  redis.call('ZREM', K.leases(P), id)
+  finish(P, now, id, 'completed', jkey)
+  if has_message then
+    emit(P, now, 'job_progress', id, wid, attempt, '{"progress":100,"message":' .. json_str(message) .. '}', true)
+  end
+  emit(P, now, 'job_completed', id, wid, attempt, nil, true)
 end
 
 local function fail_final(P, now, id, j, fclass, err)

@@ -111,12 +111,30 @@ local function customer_ok(caps, customer)
   return true
 end
 
+-- Decoded capabilities by their JSON text: a worker with customer rules checks them on every claim,
+-- and decoding its capabilities each time was most of that claim's Lua. The same text always decodes
+-- to the same table, so the memo (in the library's Lua state, like housekeep_next) is safe; it holds
+-- one entry per distinct capabilities text and starts over past 256, so it stays bounded. Nobody may
+-- change a table it returns (matching only reads them).
+local caps_memo = {tables = {}, n = 0}
+
+local function decode_caps(text)
+  local t = caps_memo.tables[text]
+  if t == nil then
+    local ok, v = pcall(cjson.decode, text)
+    if not ok or type(v) ~= 'table' then v = {} end
+    t = v
+    if caps_memo.n >= 256 then caps_memo.tables, caps_memo.n = {}, 0 end
+    caps_memo.tables[text] = t
+    caps_memo.n = caps_memo.n + 1
+  end
+  return t
+end
+
 local function worker_caps(W)
   if W.caps_t == nil then
     if W.caps == nil then W.caps = redis.call('HGET', K.worker(W.P, W.id), 'caps') end
-    local ok, t = pcall(cjson.decode, W.caps or '{}')
-    if not ok or type(t) ~= 'table' then t = {} end
-    W.caps_t = t
+    W.caps_t = decode_caps(W.caps or '{}')
   end
   return W.caps_t
 end

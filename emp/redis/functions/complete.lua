@@ -17,39 +17,7 @@
 ]]
 
 local function complete(keys, args)
-  local P, id, attempt, wid, result = args[1], args[2], args[3], args[4], args[5]
-  local now = now_ms()
-  local j, err = current_attempt(P, id, attempt, wid)
-  local outcome
-  if err == 'STALE' and j.status == 'completed' and j.attempt == attempt then
-    outcome = {'ALREADY', redis.call('HGET', K.job(P, id), 'result') or ''}
-  elseif err then
-    outcome = stale_reply(j, err)
-  else
-    local jkey = K.job(P, id)
-    if nonempty(result) then
-      redis.call('HSET', jkey, 'status', 'completed', 'finished_at', fmt(now), 'progress', '100', 'result', result)
-    else
-      redis.call('HSET', jkey, 'status', 'completed', 'finished_at', fmt(now), 'progress', '100')
-    end
-    if j.status == 'assigned' then redis.call('HSET', jkey, 'started_at', fmt(now)) end
-    redis.call('ZREM', K.leases(P), id)
-    finish(P, now, id, 'completed')
-    -- The claim below sets the worker's status and job; without it, the worker is idle now.
-    if args[6] ~= '1' then free_worker(P, wid, id) end
-    redis.call('HINCRBY', K.worker(P, wid), 'completed', 1)
-    if args[11] ~= nil and args[11] ~= '' then
-      redis.call('HSET', jkey, 'message', args[11])
-      emit(P, now, 'job_progress', id, wid, attempt, '{"progress":100,"message":' .. json_str(args[11]) .. '}', true)
-    end
-    emit(P, now, 'job_completed', id, wid, attempt, nil, true)
-    outcome = {'OK'}
-  end
-  local nxt = {}
-  if args[6] == '1' then
-    nxt = claim_after(P, now, wid, args, 7)
-  end
-  return {outcome, nxt}
+  return complete_entry(args[1], now_ms(), args, 2)
 end
 
 redis.register_function('emp_complete', complete)

@@ -65,6 +65,8 @@ local function fail(keys, args)
   local r = tonumber(args[7]) or 0
   if r < 0 or r >= 1 then r = 0 end
   local now = now_ms()
+  local claiming = args[8] == '1'
+  local counted = false
   local j, err = current_attempt(P, id, attempt, wid, true)
   local outcome
   if err then
@@ -78,8 +80,15 @@ local function fail(keys, args)
     local tries = tonumber(j.tries) or 0
     local max_attempts = tonumber(j.max_attempts) or D.MAX_ATTEMPTS
     redis.call('ZREM', K.leases(P), id)
-    free_worker(P, wid, id)
-    redis.call('HINCRBY', K.worker(P, wid), 'failed', 1)
+    -- The claim below sets the worker's status and job and counts the failure in the same HSET;
+    -- without it, the worker is idle now. (The worker is busy until then: never in an idle set, so
+    -- the requeue below cannot wake it.)
+    if claiming then
+      counted = true
+    else
+      free_worker(P, wid, id)
+      redis.call('HINCRBY', K.worker(P, wid), 'failed', 1)
+    end
     add_history(P, id, j, now, 'failed', fclass, errtext)
     redis.call('HSET', jkey, 'failure_class', fclass, 'error', string.sub(errtext, 1, D.ERROR_MAX))
     local action, delay, no_other = 'fail', 0, false
@@ -139,8 +148,8 @@ local function fail(keys, args)
     end
   end
   local nxt = {}
-  if args[8] == '1' then
-    nxt = claim_after(P, now, wid, args, 9)
+  if claiming then
+    nxt = claim_after(P, now, wid, args, 9, counted and 'failed' or nil)
   end
   return {outcome, nxt}
 end

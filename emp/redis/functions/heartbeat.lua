@@ -20,15 +20,16 @@ local function heartbeat(keys, args)
   local registered = 0
   if wstatus and wstatus ~= 'offline' then registered = 1 end
   if registered == 1 then
-    redis.call('ZADD', K.workers(P), now + ttl_ms, wid)
+    redis.call('ZADD', K.workers(P), int_str(now + ttl_ms), wid)
     redis.call('HSET', K.worker(P, wid), 'last_seen', fmt(now))
   end
   local reply = {registered}
+  local deadline = int_str(now + lease_ms)
   for i = 5, #args - 1, 2 do
     local id, attempt = args[i], args[i + 1]
     local j, err = current_attempt(P, id, attempt, wid)
     if err == nil then
-      redis.call('ZADD', K.leases(P), 'XX', now + lease_ms, id)
+      redis.call('ZADD', K.leases(P), 'XX', deadline, id)
       reply[#reply + 1] = 'ok'
     elseif j == nil then
       reply[#reply + 1] = 'gone'
