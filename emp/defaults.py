@@ -319,6 +319,12 @@ CLAIM_SCAN_MAX = 2000
 bounds how long one call holds Redis (~2-3 ms) when rules skip thousands of jobs; the claim returns
 the best it found, and the worker's next claim looks again."""
 
+CLASS_INDEX_MAX = 8
+"""Capability classes (workers with the same capabilities JSON) that get a claim index per service:
+every change of a signature's head costs one more ZADD/ZREM per indexed class that matches it, so
+this bounds the write cost of the hot path. Most fleets have a handful of classes; workers of any
+class past this many claim by today's walk of every head (docs/internals.md "Claim index")."""
+
 IDLE_FILL_MAX = 200
 """Idle workers of a service tested at once against a new signature (to join its idle set); any
 others join at their next idle poll (idle_poll_s): a new signature costs at most this much."""

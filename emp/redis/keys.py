@@ -52,6 +52,18 @@ class Keys:
     def heads(self, service: str) -> str:
         return f"{self.prefix}heads:{service}"
 
+    def classes(self, service: str) -> str:
+        """hash: capability classes whose claim index exists for this service -> their caps JSON."""
+        return f"{self.prefix}mcls:{service}"
+
+    def sig_classes(self, service: str) -> str:
+        """hash: judged signature -> the indexed classes that match it (' c1 c2', '' for none)."""
+        return f"{self.prefix}hcls:{service}"
+
+    def class_heads(self, service: str, cls: str) -> str:
+        """zset: the heads (as in heads:<svc>) of the signatures one capability class matches."""
+        return f"{self.prefix}mheads:{service}:{cls}"
+
     def sigs(self, service: str) -> str:
         return f"{self.prefix}sigs:{service}"
 
@@ -73,6 +85,10 @@ class Keys:
     def worker_matches(self, worker_id: str) -> str:
         """A worker's match cache: sig -> "1"/"0" (dropped when it registers again)."""
         return f"{self.prefix}wm:{worker_id}"
+
+    def class_workers(self, cls: str) -> str:
+        """set: live worker ids of one capability class (its claim indexes are dropped when empty)."""
+        return f"{self.prefix}cw:{cls}"
 
     def wake(self, token: str) -> str:
         return f"{self.prefix}wake:{token}"

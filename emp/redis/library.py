@@ -106,6 +106,7 @@ _LUA_DEFAULTS = {
     "CLAIM_PAGE_DEEP": defaults.CLAIM_PAGE_DEEP,
     "CLAIM_SCAN_MAX": defaults.CLAIM_SCAN_MAX,
     "IDLE_FILL_MAX": defaults.IDLE_FILL_MAX,
+    "CLASS_INDEX_MAX": defaults.CLASS_INDEX_MAX,
     "SIGNATURE_RETIRE_PAGE": defaults.SIGNATURE_RETIRE_PAGE,
 }
 """Every default the Lua library reads, as ``D.<NAME>`` (integers and strings only)."""

@@ -12,6 +12,7 @@ from tests.polling import wait_for
 from tests.redis.helpers import (
     SERVICE,
     claim,
+    claim_ids,
     events,
     job_hash,
     register,
@@ -159,3 +160,16 @@ async def test_a_served_or_busy_service_stays(calls: Calls) -> None:
     await submit(calls, {"id": "queued", "service": "later"})
     assert (await cleanup_counts(calls))[3] == 0, "a pending job keeps its service"
     assert await calls.client.smembers(calls.keys.services) == {SERVICE, "later"}
+
+
+async def test_a_pruned_service_takes_its_claim_index_bookkeeping_along(calls: Calls) -> None:
+    await register(calls, "w", services=["ghost"])
+    await submit(calls, {"id": "g", "service": "ghost"})
+    assert await claim_ids(calls, "w") == ["g"]  # builds the worker's class index for ghost
+    assert await calls.client.exists(calls.keys.classes("ghost")) == 1
+    await calls.worker_offline("w", "test")
+    for _ in range(100):  # one whole round of the retirement walk, grace 0
+        if (await calls.retire_signatures(0))[1]:
+            break
+    assert (await cleanup_counts(calls))[3] == 1
+    assert await calls.client.exists(calls.keys.classes("ghost"), calls.keys.sig_classes("ghost")) == 0

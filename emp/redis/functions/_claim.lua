@@ -81,17 +81,44 @@ local function scan_queue(P, W, svc, sig, now, best, needs_job_check, budget)
   end
 end
 
+-- The claim index of the worker's capability class for one service (docs/internals.md "Claim
+-- index"), built the first time a worker of the class claims there: every judged signature's class
+-- list gains the class if it matches, and the heads it matches are copied (O(live signatures),
+-- once). nil: the worker has no class (restricted workers use their own indexes) or the service
+-- already indexes D.CLASS_INDEX_MAX classes; the claim walks heads:<svc> then.
+local function class_heads_key(P, W, svc)
+  if not nonempty(W.cls) then return nil end
+  local ckey = K.classes(P, svc)
+  local ikey = K.class_heads(P, svc, W.cls)
+  if redis.call('HEXISTS', ckey, W.cls) == 1 then return ikey end
+  if redis.call('HLEN', ckey) >= D.CLASS_INDEX_MAX then return nil end
+  worker_caps(W)
+  redis.call('HSET', ckey, W.cls, W.caps or '{}')
+  local hk = K.sig_classes(P, svc)
+  local judged = redis.call('HGETALL', hk)
+  for i = 1, #judged, 2 do
+    if sig_matches(P, W, svc, judged[i]) then redis.call('HSET', hk, judged[i], judged[i + 1] .. ' ' .. W.cls) end
+  end
+  local heads = redis.call('ZRANGE', K.heads(P, svc), 0, -1, 'WITHSCORES')
+  for i = 1, #heads, 2 do
+    if sig_matches(P, W, svc, string.sub(heads[i], 13)) then redis.call('ZADD', ikey, heads[i + 1], heads[i]) end
+  end
+  return ikey
+end
+
 -- Walk heads:<svc> best-first, skipping signatures this worker does not match (one HMGET of the
--- match cache per page), until no head can beat the best job found.
+-- match cache per page), until no head can beat the best job found. With a class index, walk that
+-- instead: it holds only heads the worker matches, so no head is skipped.
 local function scan_heads(P, W, svc, now, best, needs_job_check, budget)
-  local hkey = K.heads(P, svc)
+  local ikey = class_heads_key(P, W, svc)
+  local hkey = ikey or K.heads(P, svc)
   local offset, page = 0, D.HEADS_PAGE
   while true do
     local heads = zrange_page(hkey, offset, page)
     if #heads == 0 then return best end
     local sigs = {}
     for k = 1, #heads, 2 do sigs[#sigs + 1] = string.sub(heads[k], 13) end
-    local cached = redis.call('HMGET', K.worker_matches(P, W.id), unpack(sigs))
+    local cached = ikey and {} or redis.call('HMGET', K.worker_matches(P, W.id), unpack(sigs))
     for i = 1, #heads, 2 do
       local hm, hscore = heads[i], tonumber(heads[i + 1])
       if best and (hscore > best.score or (hscore == best.score and string.sub(hm, 1, 12) > string.sub(best.member, 1, 12))) then
@@ -100,7 +127,13 @@ local function scan_heads(P, W, svc, now, best, needs_job_check, budget)
       local sig = sigs[(i + 1) / 2]
       local hit = cached[(i + 1) / 2]
       local matches
-      if hit then matches = hit == '1' else matches = sig_matches(P, W, svc, sig) end
+      if ikey then
+        matches = true
+      elseif hit then
+        matches = hit == '1'
+      else
+        matches = sig_matches(P, W, svc, sig)
+      end
       if matches then best = scan_queue(P, W, svc, sig, now, best, needs_job_check, budget) end
     end
     if #heads < 2 * page then return best end
@@ -120,7 +153,8 @@ end
 -- load_worker); a claim made by complete / fail reads its counter too, as one more field
 -- (claim_worker_fields.by_counter: one list per counter name, built once).
 local claim_worker_fields = {
-  base = {'status', 'services', 'wf', 'cr', 'allowed', 'machine_id', 'last_req', 'last_job', 'last_attempt', 'idle'},
+  base = {'status', 'services', 'wf', 'cr', 'allowed', 'machine_id', 'last_req', 'last_job', 'last_attempt', 'idle',
+    'cls'},
   by_counter = {},
 }
 
@@ -203,7 +237,7 @@ local function claim_next(P, now, wid, reqid, lease_ms, start_now, max_lost, cou
     return {'NO_WORKER'}
   end
   local W = {id = wid, P = P, status = wstatus, services = v[2], wf = v[3], cr = v[4], allowed = v[5],
-    machine_id = v[6], last_req = v[7], last_job = v[8], last_attempt = v[9], idle = v[10]}
+    machine_id = v[6], last_req = v[7], last_job = v[8], last_attempt = v[9], idle = v[10], cls = v[11]}
   local count = counter and (tonumber(v[#claim_worker_fields.base + 1]) or 0) + 1
   reqid = reqid or ''
 

@@ -125,6 +125,8 @@ local function prune_services(P, now, limit)
   for svc in pairs(empty) do
     redis.call('SREM', K.services(P), svc)
     redis.call('DEL', K.idle(P, svc)) -- only lapsed entries can be left: nobody live serves it
+    -- No queue and no signature is left, so its claim-index bookkeeping has nothing to index.
+    redis.call('DEL', K.classes(P, svc), K.sig_classes(P, svc))
     pruned = pruned + 1
   end
   return pruned

@@ -36,11 +36,20 @@ function K.empty_sigs(P, svc) return P .. 'esigs:' .. svc end
 function K.sig_scan(P) return P .. 'sigscan' end
 function K.workflow_queue(P, svc, wf) return P .. 'qwf:' .. svc .. ':' .. wf end
 function K.customer_queue(P, svc, c) return P .. 'qc:' .. svc .. ':' .. c end
+-- Capability classes (docs/internals.md "Claim index"): the classes indexed for a service
+-- (class -> caps JSON), which indexed classes match each judged signature (sig -> ' c1 c2', '' for
+-- none), and per class the heads of the signatures it matches (members and scores as in heads:).
+-- A class id is 16 hex digits and a service has no ':', so no key collides with another's.
+function K.classes(P, svc) return P .. 'mcls:' .. svc end
+function K.sig_classes(P, svc) return P .. 'hcls:' .. svc end
+function K.class_heads(P, svc, cls) return P .. 'mheads:' .. svc .. ':' .. cls end
 
 -- Workers.
 function K.worker(P, wid) return P .. 'worker:' .. wid end
 function K.workers(P) return P .. 'workers' end
 function K.worker_matches(P, wid) return P .. 'wm:' .. wid end
+-- The live workers of one capability class (set; the class's indexes go when it is empty).
+function K.class_workers(P, cls) return P .. 'cw:' .. cls end
 function K.idle(P, svc) return P .. 'idle:' .. svc end
 -- Idle workers by what they can take: a signature (unrestricted workers), a workflow (workers
 -- restricted to it), a customer (workers with an allowed-customers list). A sig is 16 hex digits

@@ -1,7 +1,7 @@
 --[[
   _queue.lua: a job's place among the pending: its queue q:<svc>:<sig>, the heads index a claim
-  walks, the workflow / customer indexes, the unworkable queues, and waking one idle worker that
-  can run a job that was just queued.
+  walks and its per-capability-class copies, the workflow / customer indexes, the unworkable
+  queues, and waking one idle worker that can run a job that was just queued.
 ]]
 
 -- heads:<svc> holds one member per non-empty queue: the head job's seq then the signature, scored
@@ -11,13 +11,76 @@ local function head_member(qmember, sig)
   return string.sub(qmember, 1, 12) .. sig
 end
 
+-- Claim index (docs/internals.md "Claim index"): mheads:<svc>:<class> holds, for each capability
+-- class indexed for the service (mcls:<svc>, at most D.CLASS_INDEX_MAX), the heads entries of the
+-- signatures that class matches, so a claim walks only heads it can run. hcls:<svc> remembers which
+-- indexed classes match each signature (' c1 c2', '' for none); a signature missing there is judged
+-- the first time its head moves, against every indexed class (matching is a pure function of the
+-- class's capabilities and the signature's requirements, so the judgement never goes stale).
+local function sig_class_list(P, svc, sig)
+  local hk = K.sig_classes(P, svc)
+  local list = redis.call('HGET', hk, sig)
+  if list then return list end
+  local classes = redis.call('HGETALL', K.classes(P, svc))
+  if #classes == 0 then return '' end
+  local text = redis.call('HGET', K.sigs(P, svc), sig) or redis.call('HGET', K.usigs(P, svc), sig)
+  -- No requirements to judge by (cannot happen for a queued signature): judge it next time.
+  if not text then return '' end
+  if string.sub(text, 1, 1) == '~' then text = string.sub(text, 2) end
+  local ok, req = pcall(cjson.decode, text)
+  list = ''
+  for i = 1, #classes, 2 do
+    if ok and requirements_match(req, decode_caps(classes[i + 1]), svc) then list = list .. ' ' .. classes[i] end
+  end
+  redis.call('HSET', hk, sig, list)
+  return list
+end
+
+-- Every change of heads:<svc> goes through heads_remove / heads_add, which keep the class indexes
+-- alike. heads_remove returns the signature's class list (for heads_add), or nil when `hm` was not
+-- the signature's heads entry.
+local function heads_remove(P, svc, sig, hm)
+  if redis.call('ZREM', K.heads(P, svc), hm) == 0 then return nil end
+  local list = sig_class_list(P, svc, sig)
+  for cls in string.gmatch(list, '%S+') do redis.call('ZREM', K.class_heads(P, svc, cls), hm) end
+  return list
+end
+
+local function heads_add(P, svc, sig, score, hm, list)
+  redis.call('ZADD', K.heads(P, svc), score, hm)
+  for cls in string.gmatch(list or sig_class_list(P, svc, sig), '%S+') do
+    redis.call('ZADD', K.class_heads(P, svc, cls), score, hm)
+  end
+end
+
+-- A worker leaves its capability class (offline, lapsed, registered again).
+local function leave_class(P, wid)
+  local cls = redis.call('HGET', K.worker(P, wid), 'cls')
+  if nonempty(cls) then redis.call('SREM', K.class_workers(P, cls), wid) end
+end
+
+-- Drop the claim index of every class no live worker has any more (emp_cleanup). Its signatures'
+-- class lists go with it (hcls:<svc> is deleted whole, so entries are judged again, lazily, against
+-- the classes left): at most D.CLASS_INDEX_MAX classes per service are looked at.
+local function drop_idle_classes(P)
+  for _, svc in ipairs(redis.call('SMEMBERS', K.services(P))) do
+    local ckey = K.classes(P, svc)
+    for _, cls in ipairs(redis.call('HKEYS', ckey)) do
+      if redis.call('SCARD', K.class_workers(P, cls)) == 0 then
+        redis.call('HDEL', ckey, cls)
+        redis.call('DEL', K.class_heads(P, svc, cls), K.sig_classes(P, svc))
+      end
+    end
+  end
+end
+
 -- Point the signature's heads entry at the queue's current head (old_head: the queue member that
 -- was the head before, or nil).
 local function reset_head(P, svc, sig, old_head)
-  local hkey = K.heads(P, svc)
-  if old_head then redis.call('ZREM', hkey, head_member(old_head, sig)) end
+  local list = nil
+  if old_head then list = heads_remove(P, svc, sig, head_member(old_head, sig)) end
   local h = redis.call('ZRANGE', K.queue(P, svc, sig), 0, 0, 'WITHSCORES')
-  if h[1] then redis.call('ZADD', hkey, h[2], head_member(h[1], sig)) end
+  if h[1] then heads_add(P, svc, sig, h[2], head_member(h[1], sig), list) end
 end
 
 -- Remove a pending job from its queue and the secondary indexes.
@@ -26,11 +89,13 @@ end
 local function dequeue(P, id, j, member, after)
   local m = member or job_member(j, id)
   redis.call('ZREM', K.queue(P, j.service, j.sig), m)
-  if redis.call('ZREM', K.heads(P, j.service), head_member(m, j.sig)) == 1 then
+  local list = heads_remove(P, j.service, j.sig, head_member(m, j.sig))
+  if list then
     if after == nil then
-      reset_head(P, j.service, j.sig, nil)
+      local h = redis.call('ZRANGE', K.queue(P, j.service, j.sig), 0, 0, 'WITHSCORES')
+      if h[1] then heads_add(P, j.service, j.sig, h[2], head_member(h[1], j.sig), list) end
     elseif after[1] then
-      redis.call('ZADD', K.heads(P, j.service), after[2], head_member(after[1], j.sig))
+      heads_add(P, j.service, j.sig, after[2], head_member(after[1], j.sig), list)
     end
   end
   if nonempty(j.workflow_id) then redis.call('ZREM', K.workflow_queue(P, j.service, j.workflow_id), m) end
@@ -243,8 +308,9 @@ local function enqueue(P, now, id, j, ctx)
   redis.call('ZADD', qkey, score, m)
   local h = redis.call('ZRANGE', qkey, 0, 1)
   if h[1] == m then -- the new job is the queue's head now
-    if h[2] then redis.call('ZREM', K.heads(P, svc), head_member(h[2], sig)) end
-    redis.call('ZADD', K.heads(P, svc), score, head_member(m, sig))
+    local list = nil
+    if h[2] then list = heads_remove(P, svc, sig, head_member(h[2], sig)) end
+    heads_add(P, svc, sig, score, head_member(m, sig), list)
   end
   if nonempty(j.workflow_id) then redis.call('ZADD', K.workflow_queue(P, svc, j.workflow_id), score, m) end
   if nonempty(j.customer_id) then redis.call('ZADD', K.customer_queue(P, svc, j.customer_id), score, m) end
@@ -261,15 +327,15 @@ local function queue_many(P, svc, sig, items, best_score, best_member, best_seq)
   local qkey = K.queue(P, svc, sig)
   local old = redis.call('ZRANGE', qkey, 0, 0, 'WITHSCORES')
   for i = 1, #items, 1000 do redis.call('ZADD', qkey, unpack(items, i, math.min(i + 999, #items))) end
-  local hkey = K.heads(P, svc)
+  local list = nil
   if old[1] then
     local old_score = tonumber(old[2])
     if old_score < best_score or (old_score == best_score and tonumber(string.sub(old[1], 1, 12), 16) < best_seq) then
       return
     end
-    redis.call('ZREM', hkey, head_member(old[1], sig))
+    list = heads_remove(P, svc, sig, head_member(old[1], sig))
   end
-  redis.call('ZADD', hkey, best_score, head_member(best_member, sig))
+  heads_add(P, svc, sig, best_score, head_member(best_member, sig), list)
 end
 
 -- Back to the queue with its original place (release, retry without delay, lease expiry, promote).

@@ -34,10 +34,12 @@ local function cleanup(keys, args)
       redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now))
       redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)
       redis.call('DEL', K.worker_matches(P, wid))
+      leave_class(P, wid)
     end
     emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":"registration lapsed"}', false)
   end
   local expired = expire_unworkable(P, now, page)
+  drop_idle_classes(P)
   return {trimmed, #lapsed, expired, prune_services(P, now, D.PRUNE_SERVICES_PAGE)}
 end
 

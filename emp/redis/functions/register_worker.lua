@@ -38,11 +38,22 @@ local function register_worker(keys, args)
   local wkey = K.worker(P, wid)
   -- Leave every idle set (its capabilities may have changed: its next empty claim joins the right ones).
   local exists = redis.call('EXISTS', wkey) == 1
-  if exists then leave_idle(P, wid, true) end
+  if exists then
+    leave_idle(P, wid, true)
+    local old_cls = redis.call('HGET', wkey, 'cls')
+    if nonempty(old_cls) then redis.call('SREM', K.class_workers(P, old_cls), wid) end
+  end
+  -- Its capability class (docs/internals.md "Claim index"): workers with the same capabilities text
+  -- share one claim index. Workflow / allowed-customers workers claim from their own indexes.
+  local cls = ''
+  if wf == '' and allowed == '' then
+    cls = string.sub(redis.sha1hex(caps_text), 1, 16)
+    redis.call('SADD', K.class_workers(P, cls), wid)
+  end
   redis.call('DEL', K.worker_matches(P, wid))
   redis.call('HSET', wkey, 'id', wid, 'machine_id', machine or '', 'services', services, 'caps', caps_text,
-    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'status', status, 'job', '', 'idle', '0',
-    'registered_at', fmt(now), 'last_seen', fmt(now))
+    'wake', wake or '', 'wf', wf, 'cr', cr, 'allowed', allowed, 'cls', cls, 'status', status, 'job', '',
+    'idle', '0', 'registered_at', fmt(now), 'last_seen', fmt(now))
   redis.call('PERSIST', wkey)
   redis.call('ZADD', K.workers(P), now + ttl, wid)
   emit(P, now, 'worker_registered', nil, wid, nil,

@@ -4,9 +4,10 @@
   page per service and call: the walk of each service's sigs: and usigs: hashes goes on from a
   cursor kept in `sigscan`. A signature with no pending and no unworkable job is first noted in
   esigs:<svc> (when it was first seen empty); once it has been empty for grace_ms it loses its
-  sigs: / usigs: entry, its idle set and the match-cache entries of every registered worker. Its
-  heads entry is already gone (a queue has one only while it has jobs). A job that comes later for
-  it re-creates it (submit, or _queue.lua ensure_sig for a job that was away while it retired).
+  sigs: / usigs: entry, its idle set, its claim-index class list (hcls:) and the match-cache
+  entries of every registered worker. Its heads entry is already gone (a queue has one only while
+  it has jobs), so no class index holds it either. A job that comes later for it re-creates it
+  (submit, or _queue.lua ensure_sig for a job that was away while it retired).
 
   KEYS[1]  sigscan
   ARGV[1]  P, ARGV[2] grace_ms, ARGV[3] page per service (clamped to 1..D.MAINTENANCE_PAGE_MAX,
@@ -49,6 +50,7 @@ local function retire_signatures(keys, args)
             redis.call('HDEL', K.usigs(P, svc), sig)
             redis.call('ZREM', ekey, sig)
             redis.call('DEL', K.idle_sig(P, svc, sig))
+            redis.call('HDEL', K.sig_classes(P, svc), sig)
             retired[#retired + 1] = sig
           end
         end

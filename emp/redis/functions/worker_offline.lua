@@ -19,6 +19,7 @@ local function worker_offline(keys, args)
   redis.call('HSET', K.worker(P, wid), 'status', 'offline', 'offline_at', fmt(now), 'job', '')
   redis.call('EXPIRE', K.worker(P, wid), D.OFFLINE_RECORD_TTL_S)
   redis.call('DEL', K.worker_matches(P, wid))
+  leave_class(P, wid)
   emit(P, now, 'worker_offline', nil, wid, nil, '{"reason":' .. json_str(reason) .. '}', false)
   return {'OK'}
 end
