@@ -194,3 +194,13 @@ async def stale_setup(calls: Calls, job_id: str = "a") -> tuple[ClaimedJob, Clai
     second = await claim_job(calls, "w2")
     assert second.id == job_id and second.attempt == first.attempt + 1
     return first, second
+
+
+UNWORKABLE_REQ = {"hardware": {"gpu_memory_gb": 80}}
+"""Requirements no registered test worker meets (BASE_CAPS has less GPU memory)."""
+UNWORKABLE_SIG = sig_of(SERVICE, UNWORKABLE_REQ)
+
+
+def unworkable_queue(calls: Calls, sig: str = UNWORKABLE_SIG) -> str:
+    """The unworkable queue of ``sig`` (default: the signature of UNWORKABLE_REQ)."""
+    return calls.keys.unworkable_queue(SERVICE, sig)

@@ -9,24 +9,21 @@ import pytest
 from emp.redis.calls import Calls
 from tests.redis.helpers import (
     SERVICE,
+    UNWORKABLE_REQ,
+    UNWORKABLE_SIG,
     caps_with,
     claim_ids,
     events,
     job_events,
     job_hash,
     register,
-    sig_of,
     submit,
+    unworkable_queue,
 )
 
 pytestmark = pytest.mark.anyio
 
-REQ = {"hardware": {"gpu_memory_gb": 80}}
-SIG = sig_of(SERVICE, REQ)
-
-
-def uq(calls: Calls, sig: str = SIG) -> str:
-    return calls.keys.unworkable_queue(SERVICE, sig)
+REQ, SIG, uq = UNWORKABLE_REQ, UNWORKABLE_SIG, unworkable_queue
 
 
 async def test_mark_is_refused_within_the_grace_period(calls: Calls) -> None:
