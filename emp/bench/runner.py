@@ -41,7 +41,7 @@ import anyio
 import emp
 from emp import defaults
 from emp._process import die_with_parent
-from emp.bench import commandstats, mixed_fleet
+from emp.bench import commandstats, mixed_fleet, peers
 from emp.bench.report import (
     MEASUREMENTS,  # noqa: E402  (one home for the names: report.py)
     NOT_QUICK,
@@ -72,6 +72,8 @@ WORKER_TTL_MS = 600_000
 TARGET_E2E_CONCURRENT = 10_000.0  # jobs/s, 2 worker processes with concurrent slots
 TARGET_E2E_ONE_SLOT = 5_000.0  # jobs/s, 2 worker processes with one slot each
 TARGET_SUBMIT_BATCHED = 40_000.0  # jobs/s
+TARGET_VS_BULLMQ_CONCURRENT = 1.3  # emp 2 procs × slots / BullMQ concurrency 10, same method, same hour
+TARGET_VS_BULLMQ_ONE_SLOT = 1.0  # emp 2 procs × 1 slot / BullMQ concurrency 1
 TARGET_REDIS_US_PER_JOB = 60.0  # µs of Function time (inner commands included) per processed job
 TARGET_PICKUP_P50_MS = 2.0
 TARGET_PICKUP_P99_MS = 10.0
@@ -114,6 +116,8 @@ class Plan:
     comfyui_jobs: int = 200
     comfyui_url: str | None = None
     """A ComfyUI to measure the worker's overhead against (default: the fake of emp/stand_ins)."""
+    peers: dict[str, Any] | None = None
+    """The peer harness's result (peers-main.json, parsed): `e2e` then reports emp / BullMQ ratios."""
     worker_start_timeout_s: float = 60.0
     worker_stop_timeout_s: float = 15.0
 
@@ -136,6 +140,7 @@ class Plan:
             "memory_payload_bytes": self.memory_payload_bytes,
             "comfyui_jobs": self.comfyui_jobs,
             "comfyui": "given" if self.comfyui_url else "fake",
+            "peers": peers.started(self.peers) or "given" if self.peers is not None else None,
         }
 
 
@@ -173,12 +178,13 @@ def make_plan(
     jobs: int | None = None,
     concurrency: int | None = None,
     comfyui_url: str | None = None,
+    peers_doc: dict[str, Any] | None = None,
 ) -> Plan:
     plan = QUICK if quick else Plan()
     chosen = parse_only(only)
     if quick and not only:
         chosen = tuple(name for name in chosen if name not in NOT_QUICK)
-    plan = replace(plan, only=chosen, comfyui_url=comfyui_url)
+    plan = replace(plan, only=chosen, comfyui_url=comfyui_url, peers=peers_doc)
     if jobs is not None:
         if jobs < 1:
             raise ValueError("--jobs must be at least 1")
@@ -620,6 +626,101 @@ async def _e2e_once(bench: Bench, plan: Plan, procs: int, concurrency: int, log_
     return E2eRun(n / elapsed, elapsed, cpu, totals)
 
 
+async def _started_at_ms(calls: Calls, ids: list[str]) -> list[int]:
+    """Every job's started_at (server ms), read in pipelined pages."""
+    out: list[int] = []
+    page = 5_000
+    for i in range(0, len(ids), page):
+        async with calls.client.pipeline(transaction=False) as pipe:
+            for job_id in ids[i : i + page]:
+                pipe.hget(calls.keys.job(job_id), "started_at")
+            got = await pipe.execute()
+        out.extend(int(v) for v in got if v)
+    return out
+
+
+async def _e2e_preloaded(bench: Bench, plan: Plan, procs: int, concurrency: int, log_dir: Path) -> E2eRun:
+    """The peer harness's method: fill the queue, then start the workers; the rate is jobs started
+    over the span from the first job started to the last (``started_at``, server ms), so neither
+    submitting nor the workers' start-up is counted (commandstats and CPU cover the whole run)."""
+    calls = bench.fresh(f"e2es{procs}x{concurrency}")
+    n = plan.e2e_jobs
+    tpl = job_template()
+    ids: list[str] = []
+    try:
+        for s in range(0, n, BATCH):
+            wires = make_wires(tpl, "p", s, min(n, s + BATCH))
+            ids.extend(w["id"] for w in wires)
+            await calls.submit(wires, MAX_PAYLOAD)
+        done_key = calls.keys.done("completed")
+        timeout_s = plan.worker_start_timeout_s + max(60.0, n / 200)
+        workers = WorkerProcs(bench.url, calls.keys.namespace, procs, concurrency, log_dir)
+        await bench.reset_stats()
+        polls = 0
+        cpu0 = await bench.cpu_seconds()
+        t0 = time.perf_counter()
+        workers.start()
+        try:
+            while True:
+                polls += 1
+                done = int(await calls.client.zcard(done_key))
+                if done >= n:
+                    break
+                if time.perf_counter() - t0 > timeout_s:
+                    raise BenchError(f"only {done:,}/{n:,} jobs completed after {timeout_s:g} s")
+                workers.check()
+                await asyncio.sleep(0.002)
+            elapsed = time.perf_counter() - t0
+            cpu = (await bench.cpu_seconds() - cpu0) / elapsed
+            totals = commandstats.without_calls(await bench.command_totals(), "zcard", polls)
+        finally:
+            await workers.stop(plan.worker_stop_timeout_s)
+        starts = await _started_at_ms(calls, ids)
+        if len(starts) < n:
+            raise BenchError(f"{n - len(starts):,} completed jobs have no started_at")
+        span_s = max(max(starts) - min(starts), 1) / 1000
+        failed = int(await calls.client.zcard(calls.keys.done("failed")))
+        if failed:
+            raise BenchError(f"{failed} no-op jobs failed (see the worker logs in {log_dir})")
+    finally:
+        await bench.drop(calls)
+    return E2eRun((n - 1) / span_s if n > 1 else float(n), span_s, cpu, totals)
+
+
+def _peer_ratio_metrics(plan: Plan, steady: dict[tuple[int, int], float]) -> list[Metric]:
+    """emp's steady rates over BullMQ's of the peer harness run given with --peers."""
+    if plan.peers is None:
+        return []
+    out: list[Metric] = []
+    when = peers.started(plan.peers)
+    pairs = (
+        (plan.e2e_concurrency, peers.BULLMQ_C10, "concurrency 10", TARGET_VS_BULLMQ_CONCURRENT),
+        (1, peers.BULLMQ_C1, "concurrency 1", TARGET_VS_BULLMQ_ONE_SLOT),
+    )
+    for conc, lib, how, target in pairs:
+        ours = steady.get((2, conc))
+        if ours is None:
+            continue
+        try:
+            theirs = peers.steady(plan.peers, lib, "e2e2")
+        except peers.PeersFileError as exc:
+            raise BenchError(f"--peers: {exc}") from None
+        slots = "1 slot" if conc == 1 else f"{conc} slots"
+        out.append(
+            Metric(
+                f"vs_{lib.replace('-', '_')}",
+                f"2 procs × {slots} / BullMQ {how}",
+                ours / theirs.steady,
+                "×",
+                target=target,
+                note=f"emp {ours:,.0f} jobs/s, BullMQ {theirs.steady:,.0f} jobs/s (peer harness e2e2 steady, "
+                f"median of {theirs.reps}{', run ' + when if when else ''}); both: queue filled first, "
+                "first job started to last",
+            )
+        )
+    return out
+
+
 async def measure_e2e(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
     out: list[Metric] = []
     runs: list[E2eRun] = []
@@ -646,6 +747,25 @@ async def measure_e2e(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
                     f"redis-server busy {run.redis_cpu:.0%} of a core; Functions {function_us:.0f} µs/job",
                 )
             )
+    steady: dict[tuple[int, int], float] = {}
+    for procs in plan.e2e_procs:
+        for conc in (1, plan.e2e_concurrency) if plan.e2e_concurrency > 1 else (1,):
+            bench.log(f"  e2e, queue filled first: {procs} worker process(es) x {conc} slot(s)")
+            run = await _e2e_preloaded(bench, plan, procs, conc, log_dir)
+            steady[(procs, conc)] = run.rate
+            slots = "1 slot" if conc == 1 else f"{conc} slots"
+            out.append(
+                Metric(
+                    f"e2e_{procs}p_{conc}c_steady",
+                    f"end-to-end, queue filled first, {procs} proc{'s' if procs > 1 else ''} × {slots}",
+                    run.rate,
+                    "jobs/s",
+                    note=f"the peer harness's method: {plan.e2e_jobs:,} jobs queued before the workers start, "
+                    f"rate over {run.seconds:.2f} s from the first job started to the last; "
+                    f"redis-server busy {run.redis_cpu:.0%} of a core",
+                )
+            )
+    out.extend(_peer_ratio_metrics(plan, steady))
     jobs = plan.e2e_jobs * len(runs)
     every = commandstats.add(r.commands for r in runs)
     bench.redis_commands["e2e"] = commandstats.per_job(every, jobs)

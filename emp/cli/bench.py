@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -61,6 +62,16 @@ def register(app: typer.Typer) -> None:
                 show_default=False,
             ),
         ] = None,
+        peers_file: Annotated[
+            str | None,
+            typer.Option(
+                "--peers",
+                metavar="FILE",
+                help="The peer harness's peers-main.json of a run made just before: e2e then reports the "
+                "ratios to BullMQ (concurrency 10 and 1).",
+                show_default=False,
+            ),
+        ] = None,
     ) -> None:
         """Measure submit rate, end-to-end throughput, pickup latency, claim cost and memory."""
         settings = common.settings_of(ctx)
@@ -69,7 +80,10 @@ def register(app: typer.Typer) -> None:
             from emp.bench import report
             from emp.bench.runner import bench_redis, make_plan, run_bench_async
 
-            plan = make_plan(quick=quick, only=only, jobs=jobs, concurrency=concurrency, comfyui_url=comfyui_url)
+            peers_doc = _read_peers(peers_file) if peers_file is not None else None
+            plan = make_plan(
+                quick=quick, only=only, jobs=jobs, concurrency=concurrency, comfyui_url=comfyui_url, peers_doc=peers_doc
+            )
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="'--only'") from None
         err = common.err_console()
@@ -98,3 +112,21 @@ def register(app: typer.Typer) -> None:
             )
         if result.errors or (strict and not report.all_passed(result)):
             raise typer.Exit(1)
+
+
+def _read_peers(path: str) -> dict[str, Any]:
+    """The peer harness's JSON, checked for the BullMQ figures; a clear error and exit 2 otherwise."""
+    from emp.bench import peers
+
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise typer.BadParameter(f"cannot read {path}: {exc}", param_hint="'--peers'") from None
+    if not isinstance(doc, dict):
+        raise typer.BadParameter(f"{path}: not a peers-bench result", param_hint="'--peers'")
+    try:
+        peers.steady(doc, peers.BULLMQ_C10)
+        peers.steady(doc, peers.BULLMQ_C1)
+    except peers.PeersFileError as exc:
+        raise typer.BadParameter(f"{path}: {exc}", param_hint="'--peers'") from None
+    return doc
