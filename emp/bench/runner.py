@@ -577,13 +577,33 @@ class E2eRun:
     """INFO commandstats over the run, the bench's own polls left out"""
 
 
+async def _await_completed(
+    bench: Bench, calls: Calls, n: int, timeout_s: float, t0: float, cpu0: float, check: Callable[[], None]
+) -> tuple[float, float, dict[str, commandstats.Totals]]:
+    """Poll until ``n`` jobs are completed; (seconds since t0, redis-server CPU share, commandstats
+    with the bench's own ZCARD polls left out). ``check`` raises when a producer or worker failed."""
+    done_key = calls.keys.done("completed")
+    polls = 0  # the bench's own ZCARDs: not part of a job's cost
+    while True:
+        polls += 1
+        done = int(await calls.client.zcard(done_key))
+        if done >= n:
+            break
+        if time.perf_counter() - t0 > timeout_s:
+            raise BenchError(f"only {done:,}/{n:,} jobs completed after {timeout_s:g} s")
+        check()
+        await asyncio.sleep(0.002)
+    elapsed = time.perf_counter() - t0
+    cpu = (await bench.cpu_seconds() - cpu0) / elapsed
+    return elapsed, cpu, commandstats.without_calls(await bench.command_totals(), "zcard", polls)
+
+
 async def _e2e_once(bench: Bench, plan: Plan, procs: int, concurrency: int, log_dir: Path) -> E2eRun:
     """Submit ``e2e_jobs`` and wait until all are completed."""
     calls = bench.fresh(f"e2e{procs}x{concurrency}")
     n = plan.e2e_jobs
     tpl = job_template()
     batches = [make_wires(tpl, "e", s, min(n, s + BATCH)) for s in range(0, n, BATCH)]
-    done_key = calls.keys.done("completed")
     timeout_s = max(60.0, n / 200)
     try:
         async with worker_procs(bench, calls, procs, concurrency, plan, log_dir) as workers:
@@ -592,26 +612,17 @@ async def _e2e_once(bench: Bench, plan: Plan, procs: int, concurrency: int, log_
                 for wires in batches:
                     await calls.submit(wires, MAX_PAYLOAD)
 
+            def check() -> None:
+                if submitter.done() and submitter.exception() is not None:
+                    submitter.result()
+                workers.check()
+
             await bench.reset_stats()
-            polls = 0  # the bench's own ZCARDs: not part of a job's cost
             cpu0 = await bench.cpu_seconds()
             t0 = time.perf_counter()
             submitter = asyncio.create_task(submit_all())
             try:
-                while True:
-                    polls += 1
-                    done = int(await calls.client.zcard(done_key))
-                    if done >= n:
-                        break
-                    if time.perf_counter() - t0 > timeout_s:
-                        raise BenchError(f"only {done:,}/{n:,} jobs completed after {timeout_s:g} s")
-                    if submitter.done() and submitter.exception() is not None:
-                        submitter.result()
-                    workers.check()
-                    await asyncio.sleep(0.002)
-                elapsed = time.perf_counter() - t0
-                cpu = (await bench.cpu_seconds() - cpu0) / elapsed
-                totals = commandstats.without_calls(await bench.command_totals(), "zcard", polls)
+                elapsed, cpu, totals = await _await_completed(bench, calls, n, timeout_s, t0, cpu0, check)
                 await submitter
             finally:
                 if not submitter.done():
@@ -652,27 +663,14 @@ async def _e2e_preloaded(bench: Bench, plan: Plan, procs: int, concurrency: int,
             wires = make_wires(tpl, "p", s, min(n, s + BATCH))
             ids.extend(w["id"] for w in wires)
             await calls.submit(wires, MAX_PAYLOAD)
-        done_key = calls.keys.done("completed")
         timeout_s = plan.worker_start_timeout_s + max(60.0, n / 200)
         workers = WorkerProcs(bench.url, calls.keys.namespace, procs, concurrency, log_dir)
         await bench.reset_stats()
-        polls = 0
         cpu0 = await bench.cpu_seconds()
         t0 = time.perf_counter()
         workers.start()
         try:
-            while True:
-                polls += 1
-                done = int(await calls.client.zcard(done_key))
-                if done >= n:
-                    break
-                if time.perf_counter() - t0 > timeout_s:
-                    raise BenchError(f"only {done:,}/{n:,} jobs completed after {timeout_s:g} s")
-                workers.check()
-                await asyncio.sleep(0.002)
-            elapsed = time.perf_counter() - t0
-            cpu = (await bench.cpu_seconds() - cpu0) / elapsed
-            totals = commandstats.without_calls(await bench.command_totals(), "zcard", polls)
+            _, cpu, totals = await _await_completed(bench, calls, n, timeout_s, t0, cpu0, workers.check)
         finally:
             await workers.stop(plan.worker_stop_timeout_s)
         starts = await _started_at_ms(calls, ids)
