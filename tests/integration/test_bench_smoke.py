@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 import typer
@@ -25,6 +26,10 @@ QUICK_METRICS = [
     "e2e_1p_16c",
     "e2e_2p_1c",
     "e2e_2p_16c",
+    "e2e_1p_1c_steady",
+    "e2e_1p_16c_steady",
+    "e2e_2p_1c_steady",
+    "e2e_2p_16c_steady",
     "redis_us_per_job",
     "pickup_p50_ms",
     "pickup_p99_ms",
@@ -111,6 +116,14 @@ def test_bench_rejects_unknown_measurement(redis_url: str, namespace: str) -> No
     result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--only", "submit,nope"])
     assert result.exit_code == 2
     assert "nope" in result.output
+
+
+def test_bench_refuses_a_peers_file_without_the_bullmq_figures(redis_url: str, namespace: str, tmp_path: Path) -> None:
+    bad = tmp_path / "peers-main.json"
+    bad.write_text(json.dumps({"libs": {"bullmq": {"runs": {"e2e2": [{"steady": 9000}]}}}}))
+    result = CliRunner().invoke(_app(redis_url, namespace), ["bench", "--only", "e2e", "--peers", str(bad)])
+    assert result.exit_code == 2
+    assert "bullmq-c10" in result.output
 
 
 def test_bench_only_runs_the_chosen_measurements(redis_url: str, namespace: str) -> None:
