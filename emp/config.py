@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     )
     worker_ttl_s: float = Field(default=defaults.WORKER_TTL_S, gt=0)
     idle_poll_s: float = Field(default=defaults.IDLE_POLL_S, gt=0)
-    retention_s: float = Field(default=defaults.RETENTION_S, gt=0)
+    # At most the library's TTL of an ended job (set by the Function that ends it): the coordinators'
+    # upkeep deletes ended jobs sooner when this is shorter, but nothing keeps them longer.
+    retention_s: float = Field(default=defaults.RETENTION_S, gt=0, le=defaults.RETENTION_S)
     events_maxlen: int = Field(default=defaults.EVENTS_MAXLEN, ge=1)
     job_events_maxlen: int = Field(default=defaults.JOB_EVENTS_MAXLEN, ge=1)
     max_payload_bytes: int = Field(default=defaults.MAX_PAYLOAD_BYTES, ge=1)

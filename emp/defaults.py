@@ -336,3 +336,69 @@ one-off requirement sets are gone a minute or two after their last job."""
 
 SIGNATURE_RETIRE_PAGE = 200
 """Signatures one retirement call examines per service (HSCAN page): bounded work per call."""
+
+# -- coordinator HTTP API (emp coordinator) -------------------------------------------------------
+
+COORDINATOR_HOST = "127.0.0.1"
+"""The API listens on loopback unless told otherwise: a broker API reachable from the network must be
+a deliberate choice (and then needs EMP_API_TOKEN, or --insecure)."""
+
+COORDINATOR_PORT = 8700
+"""A fixed, memorable port next to ComfyUI's 8188 range and clear of the common 8000/8080."""
+
+API_SHUTDOWN_TIMEOUT_S = 3.0
+"""On SIGTERM the API waits this long for requests in flight; open event streams end within one
+stream read (API_SSE_BLOCK_MS), so a few seconds cover both without delaying a rolling restart."""
+
+API_SSE_BLOCK_MS = 1000
+"""One blocking read of a job's event stream lasts at most this long; then the SSE handler writes a
+keep-alive comment (proxies drop connections silent for ~60 s) and notices a shutdown."""
+
+API_LIST_FILL_CALLS = 10
+"""GET /api/jobs calls the listing Function up to this many times to fill a page that a service filter
+or expired entries left short; past that it returns a short page with its cursor (bounded work)."""
+
+API_CORS_MAX_AGE_S = 600
+"""Browsers cache a CORS preflight answer this long (10 min; Chromium caps it at 2 h anyway)."""
+
+API_MAX_BODY_BYTES = 64 * 1024 * 1024
+"""Largest request body: a full batch (MAX_BATCH jobs) of payloads near MAX_PAYLOAD_BYTES each would be
+more, but such batches belong in several requests; this bounds the memory one request can take."""
+
+STATS_WINDOWS_S = (60, 300, 900, 3600)
+"""GET /api/stats and /metrics report these recent windows (1 min, 5 min, 15 min, 1 h)."""
+
+STATS_SAMPLE_MAX = 1000
+"""Ended jobs per status read for the wait/run percentiles (the newest in the largest window): the
+counts and rates are exact, the percentiles come from at most this many jobs, so a stats call stays
+a few milliseconds whatever the throughput."""
+
+METRICS_WINDOW_S = 300
+"""/metrics reports outcomes and wait/run histograms over the last 5 minutes (a rolling window, not a
+running total: the done indexes are trimmed by retention, so no monotonic counter exists in Redis)."""
+
+METRICS_BUCKETS_S = (0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+"""Histogram buckets of wait and run times: from a warm pickup (~ms) to hour-long renders."""
+
+# -- coordinator upkeep: leadership and sweeps (emp/coordinator/leader.py, upkeep.py, docs/upkeep.md)
+
+UPKEEP_ROLE = "upkeep"
+"""The leader role whose lease decides which coordinator runs the upkeep sweeps."""
+
+LEADER_LEASE_S = 5.0
+"""A leader's lease: when the leader dies another coordinator takes over within this plus one
+acquire interval (issue 10: "within seconds"); long enough that a busy event loop or a slow Redis
+round trip does not make a healthy leader lose it (it renews every third of it)."""
+
+LEADER_RENEW_FRACTION = 1 / 3
+"""The leader renews every lease * this: two renewals may fail before the lease lapses."""
+
+LEADER_ACQUIRE_INTERVAL_S = 1.0
+"""A follower tries to take the lease this often: one cheap Function call a second per coordinator,
+and a takeover at most a second after the lease lapsed."""
+
+UPKEEP_INTERVAL_S = 1.0
+"""The leader requeues expired leases, promotes due jobs, marks silent workers and machines offline
+and trims the indexes this often (each step one bounded Function call that costs microseconds when
+there is nothing to do). Unworkable detection and signature retirement, which read every live
+worker and signature, keep MAINTENANCE_INTERVAL_S."""

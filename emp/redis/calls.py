@@ -626,7 +626,175 @@ class Calls:
     async def version(self) -> str | None:
         return await library.server_version(self.client)
 
+    # -- coordinator API (emp/coordinator/api): read-only ---------------------------------------
+
+    async def job_times(self, windows_ms: Sequence[int], sample: int) -> dict[str, Any]:
+        """Recently ended jobs (job_times.lua): exact counts per window and status, and the times of
+        up to ``sample`` newest jobs per status within the largest window."""
+        reply = await self._fcall(
+            "emp_job_times", [self.keys.services], self.p, sample, *[int(w) for w in windows_ms], ro=True
+        )
+        doc = json.loads(reply)
+        return doc if isinstance(doc, dict) else {}
+
+    async def counters(self) -> dict[str, int]:
+        """The namespace's running totals (the ``stats`` hash: submitted, retried, requeued, ...)."""
+        raw: Any = await self.client.hgetall(self.keys.stats)
+        out: dict[str, int] = {}
+        for k, v in dict(raw or {}).items():
+            try:
+                out[str(k)] = int(v)
+            except (TypeError, ValueError):
+                continue
+        return out
+
+    async def ping(self) -> None:
+        """One round trip to Redis (the coordinator's health check and latency figure)."""
+        await self.client.ping()
+
 
 async def try_guard(calls: Calls, name: str, ttl_ms: int) -> bool:
     """Take a short-lived guard (SET NX PX) so one process at a time runs a periodic pass."""
     return bool(await calls.client.set(calls.keys.guard(name), "1", nx=True, px=ttl_ms))
+
+
+# -- leadership and fenced upkeep (emp/coordinator/leader.py, upkeep.py; docs/upkeep.md) ----------
+
+
+class NotLeader(BrokerError):
+    """A fenced sweep was refused: its fencing token is no longer the role's current, live lease.
+
+    Nothing was written. The caller must stop sweeping at once (another process may lead now).
+    """
+
+    def __init__(self, role: str, token: int, current: str) -> None:
+        super().__init__(f"not the {role} leader any more: token {token} is not the current lease ({current})")
+        self.role = role
+        self.token = token
+        self.current = current
+
+
+@dataclass(frozen=True, slots=True)
+class Fence:
+    """The lease a leader holds: its role and fencing token (every acquisition gets a larger one)."""
+
+    role: str
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderLease:
+    """emp_leader_acquire succeeded: this process leads with ``token`` until ``expires_ms`` (server ms)."""
+
+    token: int
+    expires_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderBusy:
+    """Someone else holds a live lease of the role."""
+
+    holder: str
+    token: int
+    expires_ms: int
+
+
+async def leader_acquire(calls: Calls, role: str, holder: str, ttl_ms: int) -> LeaderLease | LeaderBusy:
+    """Take the role's lease when free or expired (a new token), or extend our own live one (same token)."""
+    reply = await calls._fcall(
+        "emp_leader_acquire", [calls.keys.leader(role), calls.keys.leader_token(role)], calls.p, role, holder, ttl_ms
+    )
+    if reply[0] == "OK":
+        return LeaderLease(int(reply[1]), int(reply[2]))
+    if reply[0] == "BUSY":
+        return LeaderBusy(str(reply[1]), int(reply[2]), int(reply[3]))
+    raise BrokerError(f"unexpected leader_acquire reply {reply!r}")
+
+
+async def leader_renew(calls: Calls, fence: Fence, holder: str, ttl_ms: int) -> int | None:
+    """Extend our lease; the new expiry (server ms), or None when it is lost (expired or taken)."""
+    reply = await calls._fcall(
+        "emp_leader_renew", [calls.keys.leader(fence.role)], calls.p, fence.role, holder, fence.token, ttl_ms
+    )
+    return int(reply[1]) if reply[0] == "OK" else None
+
+
+async def leader_resign(calls: Calls, fence: Fence, holder: str) -> bool:
+    """Give our lease up now (graceful stop); False when it was not ours any more."""
+    reply = await calls._fcall(
+        "emp_leader_resign", [calls.keys.leader(fence.role)], calls.p, fence.role, holder, fence.token
+    )
+    return bool(reply[0] == "OK")
+
+
+class UpkeepCalls(Calls):
+    """The sweep wrappers of :class:`Calls`, fenced by a leader's lease, with a configurable retention.
+
+    Every sweep (maintain, cleanup, retire_signatures, mark_unworkable, revive_unworkable,
+    machines_offline) carries ``fence`` in its last ARGV; the Function refuses it with
+    :class:`NotLeader`, writing nothing, once the token is not the role's current live lease. With
+    ``fence=None`` the calls are the plain ones (any process may sweep: every sweep is idempotent).
+    ``retention_ms``: how long ended jobs stay listed (and, when shorter than the library's
+    RETENTION_S, stored); None: the library's default. Reads are inherited unchanged.
+    """
+
+    def __init__(self, calls: Calls, fence: Fence | None = None, retention_ms: int | None = None) -> None:
+        super().__init__(calls.client, calls.keys.namespace)
+        self.fence = fence
+        self.retention_ms = retention_ms
+
+    def _fence_args(self) -> list[Any]:
+        return ["", ""] if self.fence is None else [self.fence.role, self.fence.token]
+
+    async def _fcall(self, name: str, keys: Sequence[str], *args: Any, ro: bool = False) -> Any:
+        try:
+            return await super()._fcall(name, keys, *args, ro=ro)
+        except ResponseError as exc:
+            msg = str(exc)
+            if not msg.startswith("EMP_FENCED") or self.fence is None:
+                raise
+            current = msg.split()[-1]
+            raise NotLeader(self.fence.role, self.fence.token, f"current token {current}") from None
+
+    async def maintain(self, page: int, max_lost: int) -> tuple[int, int, int | None]:
+        reply = await self._fcall("emp_maintain", [self.keys.leases], self.p, page, max_lost, *self._fence_args())
+        return int(reply[0]), int(reply[1]), _opt_int(reply[2])
+
+    async def cleanup(self, page: int) -> tuple[int, int]:
+        """emp_cleanup with the retention: (index entries trimmed, workers marked offline)."""
+        retention = "" if self.retention_ms is None else self.retention_ms
+        reply = await self._fcall("emp_cleanup", [self.keys.workers], self.p, page, retention, *self._fence_args())
+        return int(reply[0]), int(reply[1])
+
+    async def retire_signatures(self, grace_ms: int, page: int | None = None) -> tuple[int, bool]:
+        args = (self.p, grace_ms, "" if page is None else page, *self._fence_args())
+        reply = await self._fcall("emp_retire_signatures", [self.keys.sig_scan], *args)
+        return int(reply[0]), int(reply[1]) == 1
+
+    async def mark_unworkable(self, service: str, sig: str, grace_ms: int, page: int = 500) -> tuple[str, int, int]:
+        reply = await self._fcall(
+            "emp_mark_unworkable",
+            [self.keys.sigs(service)],
+            self.p,
+            service,
+            sig,
+            grace_ms,
+            page,
+            *self._fence_args(),
+        )
+        if reply[0] != "OK":
+            return str(reply[0]), 0, 0
+        return "OK", int(reply[1]), int(reply[2])
+
+    async def revive_unworkable(self, service: str, sig: str, page: int = 500) -> tuple[str, int, int]:
+        reply = await self._fcall(
+            "emp_revive_unworkable", [self.keys.usigs(service)], self.p, service, sig, page, *self._fence_args()
+        )
+        if reply[0] != "OK":
+            return str(reply[0]), 0, 0
+        return "OK", int(reply[1]), int(reply[2])
+
+    async def machines_offline(self, page: int) -> int:
+        """Mark machines whose reports lapsed offline, one page: how many (emp_machines_offline)."""
+        reply = await self._fcall("emp_machines_offline", [self.keys.machines], self.p, page, *self._fence_args())
+        return int(reply[0])

@@ -164,3 +164,13 @@ class Keys:
 
     def guard(self, name: str) -> str:
         return f"{self.prefix}guard:{name}"
+
+    # Leadership (emp/coordinator/leader.py, docs/upkeep.md): the lease of one role and its fencing
+    # counter. The counter outlives every lease (it has no TTL), so a token is never handed out twice.
+    def leader(self, role: str) -> str:
+        """hash: the leader lease of ``role`` {holder, token, expires, since}; expires with the lease."""
+        return f"{self.prefix}leader:{role}"
+
+    def leader_token(self, role: str) -> str:
+        """INCR counter: the fencing token of ``role``, one more on every acquisition of its lease."""
+        return f"{self.prefix}leadertoken:{role}"

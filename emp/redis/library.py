@@ -51,6 +51,7 @@ INCLUDES = (
     "_queue.lua",
     "_housekeeping.lua",
     "_claim.lua",
+    "_fence.lua",
 )
 """The shared includes (``_*.lua``) in load order; an include missing from this list is an error."""
 

@@ -32,6 +32,12 @@ async def test_a_machine_that_stops_reporting_drops_out(calls: Calls) -> None:
     await wait_for(only_alive, what="the silent machine to lapse")
     await calls.machine_report("alive", 60_000, RECORD)  # the next report sweeps the index
     assert await calls.client.zscore(calls.keys.machines, "gone") is None
+    # ... and says so: with no coordinator running, views still learn that the machine went away.
+    gone = await events(calls, "machine_shutdown")
+    assert [(e["machine"], e["data"]) for e in gone] == [("gone", '{"reason":"report lapsed"}')]
+    assert (await calls.client.hgetall(calls.keys.machine("gone")))["status"] == "offline"
+    await calls.machine_report("alive", 60_000, RECORD)
+    assert len(await events(calls, "machine_shutdown")) == 1, "marked once"
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,20 @@ local function prune_services(P, now, limit)
   end
   return pruned
 end
+
+-- Machines whose reports lapsed (the box vanished, SIGKILL, a spot machine taken back) leave the
+-- live set, at most `page` of them, each marked offline with the event a clean shutdown sends
+-- (reason 'report lapsed'); its record is kept D.OFFLINE_RECORD_TTL_S for post-mortems. The ZREM
+-- decides who marks a machine, so this is idempotent. Run by the upkeep (emp_machines_offline) and
+-- by every machine report (so a fleet without a coordinator still sees its vanished machines go).
+local function mark_machines_offline(P, now, page)
+  local lapsed = redis.call('ZRANGEBYSCORE', K.machines(P), '-inf', now, 'LIMIT', 0, page)
+  for _, mid in ipairs(lapsed) do
+    redis.call('ZREM', K.machines(P), mid)
+    local key = K.machine(P, mid)
+    redis.call('HSET', key, 'id', mid, 'status', 'offline', 'offline_at', fmt(now), 'last_event', 'machine_shutdown')
+    redis.call('EXPIRE', key, D.OFFLINE_RECORD_TTL_S)
+    append_event(P, {'type', 'machine_shutdown', 'ts', fmt(now), 'machine', mid, 'data', '{"reason":"report lapsed"}'})
+  end
+  return #lapsed
+end

@@ -68,3 +68,8 @@ function K.events(P) return P .. 'events' end
 function K.stats(P) return P .. 'stats' end
 function K.cancel_channel(P) return P .. 'cancel' end
 function K.guard(P, name) return P .. 'guard:' .. name end
+
+-- Leadership (docs/upkeep.md): the lease of one role, and its fencing counter (no TTL: a token is
+-- never handed out twice).
+function K.leader(P, role) return P .. 'leader:' .. role end
+function K.leader_token(P, role) return P .. 'leadertoken:' .. role end

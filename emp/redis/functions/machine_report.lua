@@ -8,7 +8,8 @@
            {status, host{}, gpus[], processes[], workers[], services[], health_url, started_at, ready_at}
   Reply    {'OK'}
   Errors   EMP_INVALID machine id | ttl_ms | record: not a JSON object (nothing written)
-  Events   none (lifecycle changes go through emp_machine_event)
+  Events   none of its own (lifecycle changes go through emp_machine_event); machine_shutdown
+           {reason: 'report lapsed'} for other machines whose reports lapsed (_housekeeping.lua)
 ]]
 
 local function machine_report(keys, args)
@@ -23,7 +24,7 @@ local function machine_report(keys, args)
   if nonempty(rec.status) then redis.call('HSET', key, 'status', tostring(rec.status)) end
   redis.call('PEXPIRE', key, ttl_ms)
   redis.call('ZADD', K.machines(P), now + ttl_ms, mid)
-  sweep_lapsed(K.machines(P), now)
+  mark_machines_offline(P, now, D.LAPSED_SWEEP_PAGE)
   return {'OK'}
 end
 

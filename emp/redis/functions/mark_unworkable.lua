@@ -5,15 +5,18 @@
 
   KEYS[1]  sigs:<service>
   ARGV[1]  P, ARGV[2] service, ARGV[3] sig, ARGV[4] grace_ms,
-  ARGV[5]  page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.UNWORKABLE_PAGE)
+  ARGV[5]  page size (clamped to 1..D.MAINTENANCE_PAGE_MAX, '' = D.UNWORKABLE_PAGE),
+  ARGV[6]  fence role, ARGV[7] fence token (optional, _fence.lua: refused unless current)
   Reply    {'OK', moved, remaining} | {'TOO_SOON'} | {'NOT_FOUND'}
-  Errors   none
+  Errors   EMP_FENCED role token current (a stale leader; nothing written)
   Events   job_unworkable {reason, fails_at} per job moved (a job unworkable until fails_at fails then)
 ]]
 
 local function mark_unworkable(keys, args)
   local P, svc, sig, grace = args[1], args[2], args[3], tonumber(args[4]) or 0
   local page = clamp(args[5], 1, D.MAINTENANCE_PAGE_MAX, D.UNWORKABLE_PAGE)
+  local fenced = leader_fenced(P, args[6], args[7])
+  if fenced then return fenced end
   local now = now_ms()
   local text = redis.call('HGET', K.sigs(P, svc), sig)
   local flagged = redis.call('HGET', K.usigs(P, svc), sig)

@@ -11,10 +11,11 @@
 
   KEYS[1]  sigscan
   ARGV[1]  P, ARGV[2] grace_ms, ARGV[3] page per service (clamped to 1..D.MAINTENANCE_PAGE_MAX,
-           '' = D.SIGNATURE_RETIRE_PAGE)
+           '' = D.SIGNATURE_RETIRE_PAGE),
+  ARGV[4]  fence role, ARGV[5] fence token (optional, _fence.lua: refused unless current)
   Reply    {retired, done}  done = 1 when this call finished a round of every service's walk
            (call again while 0 to finish the round)
-  Errors   EMP_INVALID grace_ms (nothing written)
+  Errors   EMP_INVALID grace_ms (nothing written); EMP_FENCED role token current (nothing written)
   Events   none (a signature is not a fleet object views show)
 ]]
 
@@ -25,6 +26,8 @@ end
 local function retire_signatures(keys, args)
   local P, grace = args[1], tonumber(args[2])
   if not grace or grace < 0 then return invalid('grace_ms') end
+  local fenced = leader_fenced(P, args[4], args[5])
+  if fenced then return fenced end
   local page = clamp(args[3], 1, D.MAINTENANCE_PAGE_MAX, D.SIGNATURE_RETIRE_PAGE)
   local now = now_ms()
   local scan = K.sig_scan(P)
