@@ -137,6 +137,7 @@ def _register_broken(name: str, exc: ImportError) -> None:
 
 _register_optional("demo")
 _register_optional("bench")
+_register_optional("coordinator")
 
 
 def main() -> None:

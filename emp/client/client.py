@@ -367,6 +367,93 @@ class Client:
             raise WaitTimeout(pending, timeout or 0.0)
         return final
 
+    # -- fleet and figures (what the coordinator's HTTP API serves) ---------------------------
+
+    async def machines(self) -> builtins.list[dict[str, Any]]:
+        """Every machine whose last report has not lapsed (its hash fields, ``record`` decoded)."""
+        return await (await self.calls()).list_machines()
+
+    async def signatures(self) -> builtins.list[dict[str, Any]]:
+        """Every live or unworkable requirements signature per service, with its queue depth."""
+        return await (await self.calls()).signatures()
+
+    async def job_times(self, windows_ms: Sequence[int], sample: int) -> dict[str, Any]:
+        """Jobs that ended recently: exact counts per window, the times of a bounded sample
+        (``emp_job_times``; the arithmetic is emp.coordinator.api.stats)."""
+        return await (await self.calls()).job_times(windows_ms, sample)
+
+    async def counters(self) -> dict[str, int]:
+        """The namespace's running totals (submitted, retried, requeued)."""
+        return await (await self.calls()).counters()
+
+    async def ping(self) -> float:
+        """Seconds one round trip to Redis takes now (raises when Redis cannot be reached)."""
+        calls = await self.calls()
+        t0 = time.perf_counter()
+        await calls.ping()
+        return time.perf_counter() - t0
+
+    async def follow_events(
+        self, job_id: str, *, after: str = "0-0", block_ms: int = WAIT_BLOCK_MS
+    ) -> AsyncGenerator[Event | None, None]:
+        """The job's events after stream id ``after``, for a live feed (SSE): each event once, in
+        order; ``None`` after each ``block_ms`` without one (a feed's cue for a keep-alive).
+
+        Ends after the event that ends the job (completed, failed, cancelled), and also when the job
+        has already ended and nothing newer than ``after`` is left (a client resuming after the end).
+        If the stream was trimmed past ``after`` the feed goes on from its oldest entry (events
+        already passed are not repeated). JobNotFound if there is no such job (or it expired).
+        """
+        from emp.redis.streams import StreamGap, read_after
+
+        calls = await self.calls()
+        job = await calls.get_job(job_id, events=0)
+        if job is None:
+            raise JobNotFound(job_id)
+        stream = calls.keys.job_events(job_id)
+        last = after
+        position = after
+        while True:
+            try:
+                batch = await read_after(calls.client, stream, position, block_ms=block_ms)
+            except StreamGap:
+                position = "0-0"  # trimmed (or restarted): read what the stream holds; skip what was sent
+                continue
+            fresh = [ev for ev in batch if _stream_id(ev.id) > _stream_id(last)]
+            if batch:
+                position = batch[-1].id
+            for ev in fresh:
+                last = ev.id
+                yield ev
+                if ev.terminal:
+                    return
+            if not fresh:
+                job = await calls.get_job(job_id, events=0)
+                if job is None:
+                    raise JobNotFound(job_id)
+                if job.terminal:
+                    # It may have ended between the read above and this one: its last events are
+                    # in the stream now (the Function writes the status and the event at once).
+                    try:
+                        tail = await read_after(calls.client, stream, position)
+                    except StreamGap:
+                        tail = []
+                    for ev in tail:
+                        if _stream_id(ev.id) > _stream_id(last):
+                            last = ev.id
+                            yield ev
+                    return
+                if not batch:
+                    yield None
+
+
+def _stream_id(stream_id: str) -> tuple[int, int]:
+    ms, _, seq = stream_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return 0, 0
+
 
 def _first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The error a caller should see from a group of waiting tasks: emp's own first, else the first."""

@@ -1,0 +1,218 @@
+"""The API's bodies as pydantic models: what the routes answer, and what /openapi.json describes.
+
+A submitted job is validated by :class:`emp.model.job.JobSubmission` itself (through
+``parse_submission``, as `emp submit` does): its JSON schema is the request schema, never a copy.
+:class:`OriginalJob` only documents the original system's body (mapped by ``compat.from_original``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="unauthorized, invalid, not_found, exists, not_retryable, unavailable, ...")
+    message: str
+    fields: list[str] = Field(default_factory=list, description="The body fields (or parameters) at fault")
+
+
+class ErrorBody(BaseModel):
+    """Every error: ``{"error": {"code", "message", "fields"}}``."""
+
+    error: ErrorDetail
+
+
+class OriginalJob(BaseModel):
+    """The original system's job body (accepted as is; see docs/api.md for the mapping)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str | None = None
+    message_id: str | None = Field(None, description="-> id (when no id is given)")
+    service_required: str | None = Field(None, description="-> service (also job_type, type)")
+    priority: int | None = None
+    payload: dict[str, Any] | None = None
+    requirements: dict[str, Any] | None = None
+    customer_id: str | None = None
+    workflow_id: str | None = None
+    workflow_priority: int | None = None
+    workflow_datetime: int | str | None = Field(None, description="epoch ms, or ISO 8601 text")
+    current_step: int | None = Field(None, description="-> step")
+    step_number: int | None = Field(None, description="-> step")
+    total_steps: int | None = None
+    max_retries: int | None = Field(None, description="-> max_attempts (3 meant 3 attempts)")
+    timeout_minutes: float | None = Field(None, description="-> timeout_s (x 60)")
+    retry_count: int | None = Field(None, description="ignored")
+
+
+class BatchRequest(BaseModel):
+    jobs: list[dict[str, Any]] = Field(description="Jobs as POST /api/jobs takes one (1 to MAX_BATCH)")
+
+
+class Submitted(BaseModel):
+    id: str
+    status: str = Field(description="pending, scheduled or unworkable")
+
+
+class SubmittedOne(Submitted):
+    """One job submitted; ``job_id`` and ``success`` repeat it in the original API's names."""
+
+    job_id: str
+    success: bool = True
+
+
+class SubmittedBatch(BaseModel):
+    jobs: list[Submitted]
+
+
+class JobOut(_Out):
+    """A job as stored (emp.model.job.Job): every field; times are server epoch ms."""
+
+    id: str
+    service: str
+    status: str
+    priority: int
+    attempt: int = 0
+    max_attempts: int
+    customer_id: str | None = None
+    workflow_id: str | None = None
+    workflow_priority: int | None = None
+    workflow_datetime: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    created_at: int | None = None
+    started_at: int | None = None
+    finished_at: int | None = None
+    worker_id: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    result: Any = None
+    error: str | None = None
+    failure_class: str | None = None
+    payload: Any = None
+    requirements: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class JobRow(_Out):
+    """A job in a listing (the index's row: no payload or result)."""
+
+    id: str
+    service: str
+    status: str
+    priority: int | None = None
+    attempt: int | None = None
+    worker_id: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    created_at: int | None = None
+    finished_at: int | None = None
+    failure_class: str | None = None
+    customer_id: str | None = None
+    workflow_id: str | None = None
+
+
+class JobPageOut(BaseModel):
+    jobs: list[JobRow]
+    next_cursor: str = Field(description='Pass back as ?cursor= for the next page; "" after the last one')
+
+
+class CancelOut(BaseModel):
+    id: str
+    cancelled: bool = Field(description="False when the job had already ended (nothing changed)")
+    previous_status: str | None
+
+
+class RetryOut(BaseModel):
+    id: str
+    status: str
+
+
+class WorkerOut(BaseModel):
+    id: str
+    machine_id: str
+    status: str
+    services: list[str]
+    current_job: str | None
+    capabilities: dict[str, Any]
+
+
+class WorkersOut(BaseModel):
+    workers: list[WorkerOut]
+
+
+class MachinesOut(BaseModel):
+    machines: list[dict[str, Any]]
+
+
+class ServicesOut(BaseModel):
+    services: list[dict[str, Any]]
+
+
+class PercentilesOut(BaseModel):
+    count: int
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    max: float | None
+
+
+class WindowOut(BaseModel):
+    window_s: int
+    ended: dict[str, int]
+    throughput_per_s: float = Field(description="Completed jobs per second over the window")
+    success_rate: float | None = Field(description="completed / (completed + failed); null when none ended")
+    wait_s: PercentilesOut
+    run_s: PercentilesOut
+    sample_size: int
+    sampled: bool = Field(description="True when the percentiles come from the newest jobs only")
+
+
+class SignatureDepthOut(BaseModel):
+    sig: str
+    requirements: Any
+    pending: int
+    unworkable: int
+    head_age_s: float | None
+
+
+class ServiceDepthOut(BaseModel):
+    service: str
+    pending: int
+    unworkable: int
+    signatures: list[SignatureDepthOut]
+
+
+class StatsOut(BaseModel):
+    now_ms: int
+    jobs: dict[str, int] = Field(description="Jobs per status now")
+    depth: list[ServiceDepthOut]
+    windows: list[WindowOut]
+
+
+class HealthOut(BaseModel):
+    status: str = Field(description="ok, or degraded when Redis does not answer")
+    redis: str
+    version: str
+    time_ms: int
+    leader: bool | None = Field(
+        default=None, description="whether this coordinator leads the upkeep now (null: it runs none)"
+    )
+
+
+class EventOut(BaseModel):
+    """One SSE message's ``data`` (the SSE ``id`` is the stream entry id, ``event`` its type)."""
+
+    id: str
+    type: str
+    ts: int | None
+    job: str | None
+    worker: str | None
+    attempt: int | None
+    data: dict[str, Any]
