@@ -35,6 +35,9 @@ from emp.redis.calls import Calls, Fence, LeaderBusy, NotLeader, leader_acquire,
 
 log = logging.getLogger(__name__)
 
+STOPPING = "stopping"
+"""Why leadership ends when the process stops on purpose (logged at INFO, not WARNING)."""
+
 Body = Callable[[Fence], Awaitable[None]]
 """The work a leader runs while it leads; cancelled the moment it stops leading."""
 
@@ -105,7 +108,7 @@ class LeaderElection:
             graceful = True
         finally:
             fence = Fence(self.role, self._state.token) if self._state.token is not None else None
-            self._act(self._state.lost(), "stopping")
+            self._act(self._state.lost(), STOPPING)
             if graceful and fence is not None:
                 with anyio.move_on_after(RESIGN_TIMEOUT_S, shield=True):
                     try:
@@ -182,7 +185,9 @@ class LeaderElection:
             self.terms += 1
             log.info("%s leader now (%s, token %s, holder %s)", self.role, why, self._state.token, self.holder)
         elif action is Action.STOP:
-            log.warning("%s leadership given up: %s", self.role, why)
+            # Stopping on purpose is routine; losing the lease (Redis slow, a pause) is worth a warning.
+            level = logging.INFO if why == STOPPING else logging.WARNING
+            log.log(level, "%s leadership given up: %s", self.role, why)
 
     def _log_failure(self, what: str, exc: Exception) -> None:
         # Once per outage at warning level: a Redis that is down for an hour must not fill the log.

@@ -1,8 +1,9 @@
 """`emp demo`: a whole emp fleet on one machine, in one command.
 
 It starts (or reuses) a local redis-server, loads the Function library, starts simulated worker
-processes with different capabilities (a 24 GB "rtx4090", a 48 GB "a6000", a CPU box), runs the
-maintenance loop in-process, submits a mixed batch of jobs and follows them live from the event
+processes with different capabilities (a 24 GB "rtx4090", a 48 GB "a6000", a CPU box), serves the
+coordinator in-process (the HTTP/WebSocket API on a free loopback port, with a fresh token it prints,
+and the upkeep: `emp coordinator`), submits a mixed batch of jobs and follows them live from the event
 stream (:mod:`emp.dashboard`: snapshot, follow, re-snapshot after a gap) until each one reached the
 state it was meant to reach:
 
@@ -46,13 +47,17 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import anyio
+from anyio.abc import TaskStatus
+from pydantic import SecretStr
 from rich.console import Console
 from rich.live import Live
 
 from emp._ports import free_port_pair
 from emp._process import die_with_parent
+from emp.client import Client
 from emp.config import Settings, redacted_url
-from emp.coordinator.maintenance import maintenance_loop
+from emp.coordinator.api.server import serve as serve_coordinator
+from emp.coordinator.settings import CoordinatorSettings
 from emp.dashboard.live import GAP_NOTE, LiveFleet
 from emp.dashboard.state import MACHINE_LOGGED, SUBMITTED, apply_event, machine_line
 from emp.demo.fleet import (
@@ -139,6 +144,8 @@ class Demo:
     procs: list[WorkerProcess] = field(default_factory=list)
     interrupted: bool = False
     force: bool = False
+    api_url: str | None = None
+    """The coordinator's URL once it serves."""
 
     def __post_init__(self) -> None:
         self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
@@ -206,6 +213,44 @@ class Demo:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         last = await self.client.xrevrange(self.calls.keys.events, "+", "-", count=1)
         before_start = str(last[0][0]) if last else "0-0"
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            try:
+                await tg.start(self._serve_coordinator, stop)
+                await self._run_fleet(before_start)
+            finally:
+                stop.set()  # the coordinator stops serving; the task group waits for it
+
+    async def _serve_coordinator(self, stop: anyio.Event, *, task_status: TaskStatus[str]) -> None:
+        """The coordinator (API + upkeep) of the demo's namespace until ``stop``, on a free loopback
+        port with a fresh token; its URL and token are printed so the API can be tried while the
+        demo runs (README: curl examples)."""
+        token = secrets.token_urlsafe(18)
+        settings = CoordinatorSettings(
+            api_tokens=[SecretStr(token)], host="127.0.0.1", port=0, maintenance_interval_s=MAINTENANCE_INTERVAL_S
+        )
+        client = Client(self.url, self.namespace, max_payload_bytes=self.settings.max_payload_bytes)
+
+        def ready(url: str) -> None:
+            self.api_url = url
+            self._say(f"coordinator: {url}  token: {token}")
+            self._say(f'  try: curl -H "Authorization: Bearer {token}" "{url}/api/jobs?limit=5"')
+            task_status.started(url)
+
+        try:
+            await serve_coordinator(
+                client,
+                settings,
+                stop=stop,
+                grace_s=DEMO_GRACE_S,
+                max_lost=self.settings.max_lost_leases,
+                on_ready=ready,
+            )
+        finally:
+            with anyio.move_on_after(2, shield=True):
+                await client.aclose()
+
+    async def _run_fleet(self, before_start: str) -> None:
         await self._start_machine()
         self._start_workers()
         if not await self._wait_registered():
@@ -214,19 +259,9 @@ class Demo:
         await self.live.start()
         await self._submit()
         self.t0 = time.monotonic()
-        stop = anyio.Event()
         async with anyio.create_task_group() as tg:
             tg.start_soon(self.live.follow)
             tg.start_soon(self._watch_workers)
-            tg.start_soon(
-                lambda: maintenance_loop(
-                    self.calls,
-                    interval_s=MAINTENANCE_INTERVAL_S,
-                    grace_s=DEMO_GRACE_S,
-                    max_lost=self.settings.max_lost_leases,
-                    stop=stop,
-                )
-            )
             if self.smoke:
                 tg.start_soon(self._print_progress)
             with anyio.move_on_after(self.deadline_s):
@@ -234,7 +269,6 @@ class Demo:
                     await self.done.wait()
                 else:
                     await self._live_until_done()
-            stop.set()
             tg.cancel_scope.cancel()
 
     def _say(self, text: str) -> None:

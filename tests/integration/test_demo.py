@@ -22,7 +22,7 @@ from emp.demo.view import Expected
 from emp.redis import library
 from emp.redis.keys import Keys
 from tests.integration.demo_helpers import DEMO_TIMEOUT_S, check_output, demo_env, run_demo
-from tests.polling import wait_for
+from tests.polling import poll, wait_for
 
 pytestmark = pytest.mark.timeout(DEMO_TIMEOUT_S + 60)
 
@@ -87,3 +87,60 @@ async def test_demo_view_resnapshots_after_a_gap(tmp_path: Path, redis_url: str,
         assert "event stream had a gap: re-snapshotted" in out.getvalue()
     finally:
         await demo.client.aclose()
+
+
+def test_demo_serves_the_coordinator_api_with_the_token_it_prints(tmp_path: Path, redis_url: str) -> None:
+    """While the demo runs, its coordinator answers on the URL it printed: with the printed token the
+    demo's jobs are listed; without it, 401."""
+    import re
+    import subprocess
+    import sys
+    import threading
+
+    import httpx
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emp", "demo", "--smoke"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=demo_env(tmp_path, redis_url),
+    )
+    lines: list[str] = []
+    found = threading.Event()
+    assert proc.stdout is not None
+    stdout = proc.stdout
+
+    def read() -> None:
+        for line in stdout:
+            lines.append(line)
+            if line.startswith("coordinator: "):
+                found.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert found.wait(DEMO_TIMEOUT_S), "".join(lines)
+        match = re.match(r"coordinator: (http://\S+)\s+token: (\S+)", next(x for x in lines if "coordinator: " in x))
+        assert match, lines
+        url, token = match.groups()
+        with httpx.Client(base_url=url, timeout=10) as http:
+            assert http.get("/api/jobs").status_code == 401
+
+            def listed() -> bool:
+                r = http.get("/api/jobs", params={"limit": 100}, headers={"Authorization": f"Bearer {token}"})
+                return r.status_code == 200 and len(r.json()["jobs"]) >= 25
+
+            poll(listed, timeout=60, what="the demo's 25 jobs in /api/jobs")
+        assert proc.wait(DEMO_TIMEOUT_S) == 0
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(2)
+            proc.wait(30)
+        reader.join(5)
+        stderr = proc.stderr.read() if proc.stderr else ""
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    assert token not in stderr
