@@ -78,3 +78,18 @@ async def test_progress_after_cancel_is_stale(calls: Calls) -> None:
 async def test_progress_of_an_unknown_job(calls: Calls) -> None:
     with pytest.raises(JobNotFound):
         await calls.progress("nope", 1, "w", 10)
+
+
+async def test_progress_of_an_assigned_job_starts_it_first(calls: Calls) -> None:
+    """Progress means the work runs: an assigned job becomes in_progress (job_started, then the
+    progress), so the record and every view folding the events agree."""
+    await register(calls, "w")
+    await submit(calls, "a")
+    got = await calls.claim("w", "req-1", 30_000, start=False)
+    assert getattr(got, "status", None) == "assigned"
+    await calls.progress("a", got.attempt, "w", 10)  # type: ignore[union-attr]
+    h = await job_hash(calls, "a")
+    assert h["status"] == "in_progress" and int(h["started_at"]) >= int(h["assigned_at"])
+    assert [e["type"] for e in await job_events(calls, "a")] == ["job_assigned", "job_started", "job_progress"]
+    await calls.progress("a", got.attempt, "w", 20)  # type: ignore[union-attr]
+    assert [e["type"] for e in await events(calls, "job_started")] == ["job_started"], "started once"

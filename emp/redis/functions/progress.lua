@@ -6,7 +6,9 @@
   ARGV[7]  data JSON object ('' = none): extra fields for the event (step counts, ETA)
   Reply    {'OK'} | {'STALE', status, attempt} | {'NOT_FOUND', '', ''}   (a cancelled job is STALE/cancelled)
   Errors   EMP_INVALID progress must be 0..100 (nothing written)
-  Events   job_progress {progress, message, ...data}
+  Events   job_progress {progress, message, ...data}; before it job_started when the job was still
+           assigned (progress means the work runs: the job starts, as emp_start would, so the
+           record and every view folding the events agree on in_progress)
 ]]
 
 local function progress(keys, args)
@@ -15,6 +17,10 @@ local function progress(keys, args)
   local j, err = current_attempt(P, id, attempt, wid)
   if err then return stale_reply(j, err) end
   local now = now_ms()
+  if j.status == 'assigned' then
+    redis.call('HSET', K.job(P, id), 'status', 'in_progress', 'started_at', fmt(now))
+    emit(P, now, 'job_started', id, wid, attempt, nil, true)
+  end
   if nonempty(msg) then
     redis.call('HSET', K.job(P, id), 'progress', args[5], 'message', msg)
   else
