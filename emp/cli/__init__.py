@@ -138,6 +138,7 @@ def _register_broken(name: str, exc: ImportError) -> None:
 _register_optional("demo")
 _register_optional("bench")
 _register_optional("coordinator")
+_register_optional("watch")
 
 
 def main() -> None:

@@ -53,6 +53,8 @@ class JobView:
     attempt: int = 0
     message: str = ""
     failure_class: str = ""
+    started_ms: int | None = None
+    """When its current attempt was assigned or started (server ms; elapsed time and ETA)."""
 
 
 @dataclass
@@ -223,7 +225,10 @@ def _apply_service_event(state: FleetState, ev: Event) -> None:
 def _on_assigned(state: FleetState, job: JobView, ev: Event) -> None:
     if ev.type == E.JOB_ASSIGNED:
         job.status, job.progress, job.message = JobStatus.ASSIGNED, 0.0, ""
+        job.started_ms = ev.ts
     else:
+        if job.status != JobStatus.ASSIGNED or job.started_ms is None:
+            job.started_ms = ev.ts
         job.status = JobStatus.IN_PROGRESS
     job.worker = ev.worker or job.worker
     w = _worker(state, ev.worker)
@@ -255,6 +260,7 @@ def _on_failed(state: FleetState, job: JobView, ev: Event) -> None:
 def _on_retry(state: FleetState, job: JobView, ev: Event) -> None:
     delay = _num(ev.data.get("delay_ms"))
     job.status = JobStatus.SCHEDULED if delay > 0 else JobStatus.PENDING
+    job.progress = 0.0  # the next attempt starts from nothing, as the job's hash says
     job.failure_class = str(ev.data.get("failure_class") or "")
     job.message = str(ev.data.get("error") or "")
     _free(state, ev.worker, job.id, JobStatus.FAILED if ev.worker else None)
@@ -343,6 +349,7 @@ def _reset_job(job: JobView, row: SnapshotJob) -> None:
     job.progress = 100.0 if job.status == JobStatus.COMPLETED else row.progress
     job.message = row.message
     job.failure_class = row.failure_class
+    job.started_ms = row.assigned_at or row.started_at
 
 
 def apply_jobs(state: FleetState, rows: Iterable[SnapshotJob]) -> None:

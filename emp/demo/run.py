@@ -49,7 +49,7 @@ from typing import Any, TextIO
 import anyio
 from anyio.abc import TaskStatus
 from pydantic import SecretStr
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from emp._ports import free_port_pair
@@ -60,6 +60,8 @@ from emp.coordinator.api.server import serve as serve_coordinator
 from emp.coordinator.settings import CoordinatorSettings
 from emp.dashboard.live import GAP_NOTE, LiveFleet
 from emp.dashboard.state import MACHINE_LOGGED, SUBMITTED, apply_event, machine_line
+from emp.dashboard.watch_live import Watcher
+from emp.dashboard.watch_view import render_watch
 from emp.demo.fleet import (
     COMFYUI_KIND,
     MACHINE_GPUS,
@@ -72,7 +74,7 @@ from emp.demo.fleet import (
     machine_toml,
     worker_argv,
 )
-from emp.demo.view import END_STATES, DemoState, progress_line, render_demo, render_summary
+from emp.demo.view import DEMO_PANEL_LINES, END_STATES, DemoState, demo_panel, progress_line, render_summary
 from emp.model.events import Event
 from emp.model.job import parse_submission
 from emp.redis import library
@@ -235,6 +237,7 @@ class Demo:
             self.api_url = url
             self._say(f"coordinator: {url}  token: {token}")
             self._say(f'  try: curl -H "Authorization: Bearer {token}" "{url}/api/jobs?limit=5"')
+            self._say(f"  web monitor: {url}/ (paste the token)")
             task_status.started(url)
 
         try:
@@ -434,14 +437,28 @@ class Demo:
     # -- display ----------------------------------------------------------------------------------
 
     async def _live_until_done(self) -> None:
-        with Live(render_demo(self.state), console=self.console, auto_refresh=False, transient=False) as live:
-            while not self.done.is_set():
-                self.state.elapsed_s = time.monotonic() - self.t0
-                live.update(render_demo(self.state), refresh=True)
-                with anyio.move_on_after(LIVE_REFRESH_S):
-                    await self.done.wait()
+        """The watch screen (`emp watch`'s renderer, full screen) with the demo's expected-vs-actual
+        panel under it, until every job reached its state; the summary follows on the normal screen."""
+        watcher = Watcher(self.calls, namespace=self.namespace, redis_label=redacted_url(self.url), live=self.live)
+        await watcher.poll()
+
+        def frame() -> RenderableType:
             self.state.elapsed_s = time.monotonic() - self.t0
-            live.update(render_demo(self.state), refresh=True)
+            extra = demo_panel(self.state)
+            width, height = self.console.size
+            return render_watch(
+                watcher.data, width, height, now_ms=watcher.now_ms(), extra=extra, extra_height=DEMO_PANEL_LINES
+            )
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(watcher.poll_forever)
+            with Live(frame(), console=self.console, auto_refresh=False, screen=True) as live:
+                while not self.done.is_set():
+                    live.update(frame(), refresh=True)
+                    with anyio.move_on_after(LIVE_REFRESH_S):
+                        await self.done.wait()
+                live.update(frame(), refresh=True)
+            tg.cancel_scope.cancel()
 
     async def _print_progress(self) -> None:
         last = ""

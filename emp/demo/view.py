@@ -142,6 +142,43 @@ def render_demo(state: DemoState) -> RenderableType:
     return Group(header, table, workers_line(state.workers.values()), footer, *log_lines(state.log))
 
 
+DEMO_PANEL_LINES = 6
+"""Height of the demo's panel under the watch screen: a summary and the jobs still on their way."""
+
+
+def demo_panel(state: DemoState, height: int = DEMO_PANEL_LINES) -> RenderableType:
+    """What the demo adds to the watch screen: how many of its jobs reached their expected state,
+    and each job still on its way (expected → now), as many as fit."""
+    from rich.panel import Panel
+
+    total = len(state.own_jobs())
+    head = Text(no_wrap=True, overflow="ellipsis")
+    head.append(f"{state.reached_count()}/{total} jobs in their expected state", style="bold")
+    head.append(f" · {state.elapsed_s:5.1f} s")
+    if state.deadline_s is not None:
+        head.append(f" / {state.deadline_s:.0f} s", style="dim")
+    if state.phase != "running":
+        head.append(f" · {state.phase}", style="yellow")
+    waiting = [j for j in state.own_jobs() if not state.reached(j)]
+    room = max(0, height - 3)
+    line = Text(no_wrap=True, overflow="ellipsis")
+    lines: list[Text] = []
+    for job in waiting:
+        cell = Text(f"{job.id} ")
+        cell.append(status_text(job.status))
+        cell.append(f" → {state.expected[job.id].text()}   ", style="dim")
+        line.append_text(cell)
+        if len(line) > 100:  # a few jobs a line; the panel crops what does not fit
+            lines.append(line)
+            line = Text(no_wrap=True, overflow="ellipsis")
+    if len(line):
+        lines.append(line)
+    if not waiting and total:
+        lines.append(Text("every job reached its expected state", style="green"))
+    body = Group(head, *lines[:room])
+    return Panel(body, title="emp demo: expected vs actual", title_align="left", height=height, padding=(0, 1))
+
+
 def progress_line(state: DemoState) -> str:
     """One plain line for non-interactive runs: ``[  4.2s] 12/25 done · completed 11 · ...``."""
     counts = " · ".join(f"{s} {n}" for s, n in state.counts().items())

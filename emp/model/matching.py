@@ -165,12 +165,12 @@ def _requirements_reason(canonical: Canonical, caps: dict[str, Any], service: st
             return _positive_reason(key, required, caps, service)
     for key, required in canonical.negative.items():
         if key_matches(key, required, caps, service):
-            rule = _describe(key, required, service)
+            rule = describe_requirement(key, required, service)
             return f"excluded by negative requirement {rule}; worker has {_has(key, caps, service)}"
     return None
 
 
-def _describe(key: str, required: Any, service: str) -> str:
+def describe_requirement(key: str, required: Any, service: str) -> str:
     """The requirement in words: "hardware.gpu_memory_gb >= 24", "models ['sdxl'] for 'comfyui'"."""
     if key == MODELS:
         return f"models {_show(required)} for service {service!r}"
@@ -199,7 +199,7 @@ def _has(key: str, caps: dict[str, Any], service: str) -> str:
 def _positive_reason(key: str, required: Any, caps: dict[str, Any], service: str) -> str:
     if key == CUSTOMER_ISOLATION:
         return f"requires a worker with strict customer isolation, worker has {_has(key, caps, service)}"
-    return f"requires {_describe(key, required, service)}, worker has {_has(key, caps, service)}"
+    return f"requires {describe_requirement(key, required, service)}, worker has {_has(key, caps, service)}"
 
 
 def _show(v: Any) -> str:

@@ -1,0 +1,57 @@
+"""The watch renderer is a pure function: fixed fleets, fixed clocks, fixed-size consoles, golden text.
+
+Regenerate the goldens after an intended change with EMP_UPDATE_GOLDEN=1 (then read the diff)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from emp.dashboard.watch_keys import ViewOptions
+from emp.dashboard.watch_model import WatchData
+from emp.dashboard.watch_view import frame_text
+from tests.dashboard.fleets import busy, empty
+
+GOLDEN = Path(__file__).parent / "golden"
+
+CASES: dict[str, tuple[WatchData, int, int, ViewOptions]] = {
+    "empty_100x24": (empty(), 100, 24, ViewOptions()),
+    "busy_160x50": (busy(), 160, 50, ViewOptions()),
+    "offline_120x40": (busy(offline=True), 120, 40, ViewOptions()),
+    "narrow_60x30": (busy(offline=True), 60, 30, ViewOptions()),
+    "machines_panel_100x30": (busy(offline=True), 100, 30, ViewOptions(panel="machines")),
+    "queues_panel_100x24": (busy(), 100, 24, ViewOptions(panel="queues")),
+    "jobs_panel_filtered_100x24": (busy(), 100, 24, ViewOptions(panel="jobs", service="comfyui")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_frame_matches_golden(name: str) -> None:
+    data, width, height, opts = CASES[name]
+    text = frame_text(data, width, height, opts)
+    lines = text.splitlines()
+    assert len(lines) == height, f"a frame fills the terminal exactly: {len(lines)} lines for {height}"
+    assert max(len(line) for line in lines) <= width
+    path = GOLDEN / f"{name}.txt"
+    if os.environ.get("EMP_UPDATE_GOLDEN") == "1" or not path.exists():
+        if not os.environ.get("EMP_UPDATE_GOLDEN") and not path.exists():
+            path.write_text(text, encoding="utf-8")
+            pytest.fail(f"{path.name} did not exist: written; check it and run again")
+        path.write_text(text, encoding="utf-8")
+    assert text == path.read_text(encoding="utf-8")
+
+
+def test_offline_machines_are_shown_greyed_not_dropped() -> None:
+    text = frame_text(busy(offline=True), 160, 50, ViewOptions(panel="machines"))
+    assert "box-c" in text and "● offline" in text
+    coloured = frame_text(busy(offline=True), 160, 50, ViewOptions(panel="machines"), color=True)
+    assert "\x1b[2m" in coloured  # dim
+
+
+def test_render_cost_does_not_depend_on_queue_depth() -> None:
+    """The frame's text is the same whether the queue holds 1,200 or 100,000 jobs, except the numbers."""
+    small, big = busy(), busy()
+    big.counts["pending"] = 100_000
+    assert len(frame_text(small, 160, 50).splitlines()) == len(frame_text(big, 160, 50).splitlines())
