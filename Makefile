@@ -8,7 +8,7 @@ PYTHON  ?= python3
 STAMP   := $(VENV)/.emp-setup.stamp
 SOURCES := emp tests
 
-.PHONY: setup demo test lint mypy check format bench redis-server
+.PHONY: setup demo test lint mypy check format bench redis-server chromium
 
 setup: $(STAMP)
 
@@ -26,7 +26,11 @@ redis-server:
 		scripts/ensure-redis-server; \
 	fi
 
-test: setup redis-server
+# The web monitor's browser test drives the system Chromium (Debian's package; never a downloaded build).
+chromium:
+	@scripts/ensure-chromium
+
+test: setup redis-server chromium
 	$(BIN)/pytest
 
 lint: setup

@@ -26,6 +26,7 @@ from emp.coordinator.api.errors import error_response, map_exception
 from emp.coordinator.api.openapi import build_openapi
 from emp.coordinator.api.routes import CLIENT, OPENAPI, REDIS_DOWN, ROUTES, SETTINGS, STOPPING, Route
 from emp.coordinator.settings import CoordinatorSettings
+from emp.coordinator.web import add_web_routes
 from emp.coordinator.ws import add_ws_routes
 
 __all__ = ["AccessLogger", "create_app"]
@@ -96,6 +97,8 @@ def create_app(client: Client, settings: CoordinatorSettings) -> web.Application
     for r in ROUTES:
         app.router.add_route(r.method, r.path, r.handler)
     add_ws_routes(app, client, lambda request: authorized(request, tokens, allow_query=True))
+    # The web monitor (docs/web.md): open pages, not API operations; the page sends the token itself.
+    add_web_routes(app, auth=bool(tokens))
 
     async def on_shutdown(app: web.Application) -> None:
         app[STOPPING].set()  # open event streams end at their next read
