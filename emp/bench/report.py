@@ -24,6 +24,7 @@ MEASUREMENTS = (
     "slowest",
     "memory",
     "comfyui",
+    "api",
     "cluster",
 )
 """Measurement names, in the order they run (``--only`` takes a subset)."""

@@ -114,6 +114,8 @@ class Plan:
     memory_jobs: int = 100_000
     memory_payload_bytes: int = 1024
     comfyui_jobs: int = 200
+    api_quick: bool = False
+    """The ``api`` scenario at its small sizes (emp.bench.api_bench.QUICK_SIZES)."""
     comfyui_url: str | None = None
     """A ComfyUI to measure the worker's overhead against (default: the fake of emp/stand_ins)."""
     peers: dict[str, Any] | None = None
@@ -140,6 +142,7 @@ class Plan:
             "memory_payload_bytes": self.memory_payload_bytes,
             "comfyui_jobs": self.comfyui_jobs,
             "comfyui": "given" if self.comfyui_url else "fake",
+            "api": "quick" if self.api_quick else "full",
             "peers": peers.started(self.peers) or "given" if self.peers is not None else None,
         }
 
@@ -158,6 +161,7 @@ QUICK = Plan(
     slow_rounds=40,
     memory_jobs=5_000,
     comfyui_jobs=30,
+    api_quick=True,
 )
 
 
@@ -1283,6 +1287,19 @@ async def measure_cluster(bench: Bench, plan: Plan, log_dir: Path) -> list[Metri
     return await cluster.measure(max(500, plan.e2e_jobs // 2), plan.e2e_concurrency, log_dir, bench.log, stem)
 
 
+async def measure_api(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    """The coordinator's figures: POST /api/jobs, and monitor sockets held under a busy fleet's events
+    (emp/bench/api_bench.py)."""
+    from emp.bench import api_bench
+
+    calls = bench.fresh("api")
+    sizes = api_bench.QUICK_SIZES if plan.api_quick else api_bench.ApiSizes()
+    try:
+        return await api_bench.measure(bench.url, calls.keys.namespace, sizes, log_dir, bench.log)
+    finally:
+        await bench.drop(calls)
+
+
 MEASURES: dict[str, Measure] = {
     "submit": measure_submit,
     "e2e": measure_e2e,
@@ -1293,6 +1310,7 @@ MEASURES: dict[str, Measure] = {
     "slowest": measure_slowest,
     "memory": measure_memory,
     "comfyui": measure_comfyui,
+    "api": measure_api,
     "cluster": measure_cluster,
 }
 

@@ -73,7 +73,8 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
     ) -> None:
-        """Measure submit rate, end-to-end throughput, pickup latency, claim cost and memory."""
+        """Measure submit rate, end-to-end throughput, pickup latency, claim cost, memory, and the
+        coordinator's API (`api`: POST /api/jobs, 1,000 monitor sockets under a busy fleet's events)."""
         settings = common.settings_of(ctx)
         url = None if embedded else (redis_url or settings.redis_url)
         try:
