@@ -25,6 +25,7 @@ MEASUREMENTS = (
     "memory",
     "comfyui",
     "api",
+    "watch",
     "cluster",
 )
 """Measurement names, in the order they run (``--only`` takes a subset)."""

@@ -116,6 +116,8 @@ class Plan:
     comfyui_jobs: int = 200
     api_quick: bool = False
     """The ``api`` scenario at its small sizes (emp.bench.api_bench.QUICK_SIZES)."""
+    watch_scale: int = 1
+    """The ``watch`` fleet and its run are divided by this (1: 100 machines, 400 workers, 100,000 pending)."""
     comfyui_url: str | None = None
     """A ComfyUI to measure the worker's overhead against (default: the fake of emp/stand_ins)."""
     peers: dict[str, Any] | None = None
@@ -143,6 +145,7 @@ class Plan:
             "comfyui_jobs": self.comfyui_jobs,
             "comfyui": "given" if self.comfyui_url else "fake",
             "api": "quick" if self.api_quick else "full",
+            "watch_scale": self.watch_scale,
             "peers": peers.started(self.peers) or "given" if self.peers is not None else None,
         }
 
@@ -162,6 +165,7 @@ QUICK = Plan(
     memory_jobs=5_000,
     comfyui_jobs=30,
     api_quick=True,
+    watch_scale=10,
 )
 
 
@@ -1300,6 +1304,38 @@ async def measure_api(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
         await bench.drop(calls)
 
 
+async def measure_watch(bench: Bench, plan: Plan, log_dir: Path) -> list[Metric]:
+    """What `emp watch` costs at fleet scale (emp/bench/watch_bench.py): a frame's render time and the
+    Redis load one watcher adds (100 machines, 400 busy workers, 100,000 pending; --quick: a tenth)."""
+    from emp.bench import watch_bench
+
+    calls = bench.fresh("watch")
+    scale = plan.watch_scale
+    try:
+        got = await watch_bench.run(
+            bench.url,
+            machines=100 // scale,
+            workers=400 // scale,
+            pending=100_000 // scale,
+            frames=200 // scale,
+            watch_s=10.0 / scale,
+            namespace=calls.keys.namespace,
+        )
+    finally:
+        await bench.drop(calls)
+    fleet = f"{got['machines']} machines, {got['workers']} busy workers, {got['pending']:,} pending"
+    return [
+        Metric("watch_render_p50_ms", f"watch: render a {got['frame']} frame, p50", got["render_p50_ms"], "ms",
+               better="lower", note=fleet),
+        Metric("watch_render_p99_ms", f"watch: render a {got['frame']} frame, p99", got["render_p99_ms"], "ms",
+               better="lower", note=fleet),
+        Metric("watch_redis_calls_per_s", "watch: Redis calls one watcher sends", got["redis_calls_per_s"], "calls/s",
+               better="lower", note=f"over {got['watch_s']:g} s (event fold + 1 s polls)"),
+        Metric("watch_redis_us_per_s", "watch: Redis server time one watcher adds", got["redis_us_per_s"], "µs/s",
+               better="lower", note="INFO commandstats of the watcher's own commands"),
+    ]  # fmt: skip
+
+
 MEASURES: dict[str, Measure] = {
     "submit": measure_submit,
     "e2e": measure_e2e,
@@ -1311,6 +1347,7 @@ MEASURES: dict[str, Measure] = {
     "memory": measure_memory,
     "comfyui": measure_comfyui,
     "api": measure_api,
+    "watch": measure_watch,
     "cluster": measure_cluster,
 }
 

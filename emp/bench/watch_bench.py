@@ -86,9 +86,11 @@ async def run(
     watch_s: float = 10.0,
     width: int = 160,
     height: int = 50,
+    namespace: str | None = None,
 ) -> dict[str, Any]:
-    """Build the fleet, measure, return the figures (the namespace is left for inspection)."""
-    namespace = "watchbench" + uuid.uuid4().hex[:6]
+    """Build the fleet, measure, return the figures. ``namespace``: where (default a fresh one, left
+    for inspection; `emp bench` passes its own and drops it)."""
+    namespace = namespace or "watchbench" + uuid.uuid4().hex[:6]
     client = connect(redis_url)
     try:
         await library.ensure_loaded(client)

@@ -33,6 +33,13 @@ API_METRICS = [
     "api_progress_to_monitor_p99_ms",
     "api_ws_rss_growth_mb",
 ]
+WATCH_METRICS = [
+    "watch_render_p50_ms",
+    "watch_render_p99_ms",
+    "watch_redis_calls_per_s",
+    "watch_redis_us_per_s",
+]
+
 MAY_BE_ZERO = {"api_ws_rss_growth_mb"}
 """Figures that may be 0 or below: a process can reuse freed memory for 50 sockets."""
 
@@ -71,6 +78,7 @@ QUICK_METRICS = [
     "comfyui_overhead_ms",
     "comfyui_overhead_mean_ms",
     *API_METRICS,
+    *WATCH_METRICS,
 ]
 
 
