@@ -99,8 +99,8 @@ def can_transition(a: JobStatus | str, b: JobStatus | str) -> bool:
 # -- field validators (messages are what users read: "priority: must be between 0 and 1000") ----
 
 # The submission limits live in emp/defaults.py; submit.lua enforces the same ones (from the generated table D).
-_SERVICE_RE = re.compile(rf"[a-z0-9][a-z0-9_.\-]{{0,{defaults.SERVICE_NAME_MAX - 1}}}")
-_BAD_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
+SERVICE_RE = re.compile(rf"[a-z0-9][a-z0-9_.\-]{{0,{defaults.SERVICE_NAME_MAX - 1}}}")
+BAD_ID_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 SERVICE_ALIASES = ("service", "service_required", "job_type", "type")
 """Accepted names of the service field; the first one present (not null) wins."""
@@ -142,7 +142,7 @@ def _int_field(lo: int | None, hi: int | None, optional: bool) -> Callable[[Any]
 def _check_service(v: Any) -> Any:
     if not isinstance(v, str):
         raise ValueError(f"must be a string, got {_kind(v)}")
-    if not _SERVICE_RE.fullmatch(v):
+    if not SERVICE_RE.fullmatch(v):
         raise ValueError(
             f"{v!r} is not a service name (1-{defaults.SERVICE_NAME_MAX} lower-case letters, digits, '-', '_' or '.', "
             "starting with a letter or digit)"
@@ -157,7 +157,7 @@ def _check_id(v: Any) -> Any:
         raise ValueError(f"must be a string, got {_kind(v)}")
     if not 1 <= len(v) <= ID_MAX:
         raise ValueError(f"must be 1 to {ID_MAX} characters")
-    if _BAD_ID_CHARS.search(v):
+    if BAD_ID_CHARS.search(v):
         raise ValueError("must not contain spaces or control characters")
     return v
 

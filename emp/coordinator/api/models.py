@@ -1,8 +1,8 @@
 """The API's bodies as pydantic models: what the routes answer, and what /openapi.json describes.
 
 A submitted job is validated by :class:`emp.model.job.JobSubmission` itself (through
-``parse_submission``, as `emp submit` does): its JSON schema is the request schema, never a copy.
-:class:`OriginalJob` only documents the original system's body (mapped by ``compat.from_original``).
+``parse_submission``, as `emp submit` does): its JSON schema is the request schema, never a copy
+(:mod:`emp.coordinator.api.openapi` derives the original system's body from it).
 """
 
 from __future__ import annotations
@@ -10,6 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from emp import defaults
+from emp.model.job import JobSubmission
 
 
 class _Out(BaseModel):
@@ -28,31 +31,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class OriginalJob(BaseModel):
-    """The original system's job body (accepted as is; see docs/api.md for the mapping)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    id: str | None = None
-    message_id: str | None = Field(None, description="-> id (when no id is given)")
-    service_required: str | None = Field(None, description="-> service (also job_type, type)")
-    priority: int | None = None
-    payload: dict[str, Any] | None = None
-    requirements: dict[str, Any] | None = None
-    customer_id: str | None = None
-    workflow_id: str | None = None
-    workflow_priority: int | None = None
-    workflow_datetime: int | str | None = Field(None, description="epoch ms, or ISO 8601 text")
-    current_step: int | None = Field(None, description="-> step")
-    step_number: int | None = Field(None, description="-> step")
-    total_steps: int | None = None
-    max_retries: int | None = Field(None, description="-> max_attempts (3 meant 3 attempts)")
-    timeout_minutes: float | None = Field(None, description="-> timeout_s (x 60)")
-    retry_count: int | None = Field(None, description="ignored")
-
-
 class BatchRequest(BaseModel):
-    jobs: list[dict[str, Any]] = Field(description="Jobs as POST /api/jobs takes one (1 to MAX_BATCH)")
+    """A batch as ``{"jobs": [...]}`` (a bare array of jobs is taken too)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    jobs: list[JobSubmission] = Field(min_length=1, max_length=defaults.MAX_BATCH, description="Ids unique within it")
 
 
 class Submitted(BaseModel):

@@ -64,6 +64,8 @@ class Route:
     summary: str
     tag: str
     response: type[BaseModel] | None = None
+    also: tuple[type[BaseModel], ...] = ()
+    """Other shapes the success answer takes (the description says anyOf)."""
     status: int = 200
     content_type: str = "application/json"
     body: dict[str, Any] | None = None
@@ -350,7 +352,8 @@ async def openapi(request: web.Request) -> web.StreamResponse:
 
 # -- the table ----------------------------------------------------------------------------------
 
-_ID = Param("id", "path", "The job's id", required=True)
+_ID = Param("id", "path", "The job's id (percent-encoded: an id with '/' is sent as %2F)", required=True)
+_EVENT_ID = {"type": "string", "pattern": f"^({sse.DESCRIBED_EVENT_ID})?$", "description": "<ms>-<seq>"}
 _SUBMIT_BODY = {
     "description": "One job (emp's fields or the original system's), an array of jobs, or {\"jobs\": [...]}; "
     f"a batch holds 1 to {defaults.MAX_BATCH} jobs and is all-or-nothing",
@@ -360,14 +363,15 @@ _SUBMIT_BODY = {
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/api/jobs", submit_jobs, "Submit one job or a batch", "jobs",
-        response=m.SubmittedOne, status=201, body=_SUBMIT_BODY, errors=(409, 413, 422, 503),
+        response=m.SubmittedOne, also=(m.SubmittedBatch,), status=201, body=_SUBMIT_BODY, errors=(409, 413, 422, 503),
     ),
     Route(
         "GET", "/api/jobs", list_jobs, "List jobs from the indexes, a page at a time", "jobs",
         response=m.JobPageOut, errors=(422, 503),
         params=(
             Param("status", "query", "pending, scheduled, active, assigned, in_progress, unworkable, completed, "
-                  "failed or cancelled (empty: every status, running first)"),
+                  "failed or cancelled (empty: every status, running first)",
+                  {"type": "string", "enum": list(LISTABLE)}),
             Param("service", "query", "Only this service's jobs"),
             Param("cursor", "query", "next_cursor of the previous page (empty: the first page)"),
             Param("limit", "query", f"Jobs per page, 1 to {defaults.LIST_PAGE_MAX}",
@@ -388,8 +392,9 @@ ROUTES: tuple[Route, ...] = (
         response=m.EventOut, content_type="text/event-stream", errors=(404, 422, 503), query_token=True,
         params=(
             _ID,
-            Param("Last-Event-ID", "header", "Resume after this event id (EventSource sends it on reconnect)"),
-            Param("last_event_id", "query", "The same, for clients that cannot set headers"),
+            Param("Last-Event-ID", "header", "Resume after this event id (EventSource sends it on reconnect)",
+                  _EVENT_ID),
+            Param("last_event_id", "query", "The same, for clients that cannot set headers", _EVENT_ID),
             Param("access_token", "query", "The API token, for clients that cannot set headers"),
         ),
     ),

@@ -10,11 +10,14 @@ A client that loses the connection reconnects with ``Last-Event-ID: <last id it 
 EventSource do it on their own) and gets the events after it, none twice. The stream ends after the
 event that ends the job (completed, failed, cancelled), or at once when a resuming client already
 has it. A ``: keep-alive`` comment goes out after each quiet second so proxies keep the connection.
+An error once the headers are out (Redis going away) ends the stream, logged: the status line was
+sent, so no error answer can follow; the client resumes with ``Last-Event-ID``.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,16 @@ if TYPE_CHECKING:
 __all__ = ["KEEPALIVE", "event_data", "format_event", "parse_last_event_id", "stream_job_events"]
 
 KEEPALIVE = b": keep-alive\n\n"
-_STREAM_ID = re.compile(r"\d{1,20}-\d{1,20}")
+EVENT_ID_PATTERN = r"[0-9]{1,20}-[0-9]{1,20}"
+"""A stream entry id as Redis takes it (ASCII digits: ``\\d`` would also take other scripts' digits)."""
+_STREAM_ID = re.compile(EVENT_ID_PATTERN)
+DESCRIBED_EVENT_ID = r"[0-9]{1,19}-[0-9]{1,19}"
+"""What /openapi.json says an event id is: 19 digits a part are always below 2^64 (a pattern cannot
+say "at most 2^64 - 1"; real ids are far shorter)."""
+_ID_PART_MAX = 2**64 - 1
+"""Each part of a stream id is an unsigned 64-bit number: Redis refuses a larger one."""
+
+log = logging.getLogger(__name__)
 
 
 def parse_last_event_id(value: str | None) -> str | None:
@@ -40,6 +52,8 @@ def parse_last_event_id(value: str | None) -> str | None:
     value = value.strip()
     if not _STREAM_ID.fullmatch(value):
         raise ValueError(f"{value[:40]!r} is not an event id (<ms>-<seq>)")
+    if any(int(part) > _ID_PART_MAX for part in value.split("-")):
+        raise ValueError(f"{value!r} is not an event id (each part is at most {_ID_PART_MAX})")
     return value
 
 
@@ -80,6 +94,8 @@ async def stream_job_events(
         pass  # it expired (retention) while followed: nothing more will come
     except ConnectionError:
         return response  # the client went away: nothing more to answer
+    except Exception as exc:  # the headers went out: no error answer can follow them, only the end
+        log.warning("%s %s: the event stream ended early: %s", request.method, request.path, type(exc).__name__)
     finally:
         await events.aclose()
     try:
