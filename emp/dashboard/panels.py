@@ -107,6 +107,8 @@ def header(data: WatchData, f: Frame) -> Group:
 def footer(f: Frame) -> Text:
     if f.opts.prompt is not None:
         return _line(f"filter by service: {f.opts.prompt}▏ (enter apply · esc cancel)", "bold yellow")
+    if not f.opts.keys:
+        return _line("Ctrl-C stops", "dim")
     tabs = Text(no_wrap=True, overflow="ellipsis")
     for i, name in enumerate(PANELS, 1):
         tabs.append(f" {i} {name} ", style="reverse" if name == f.opts.panel else "dim")

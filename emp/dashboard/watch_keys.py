@@ -28,6 +28,8 @@ class ViewOptions:
     machine: str | None = None
     prompt: str | None = None
     quit: bool = False
+    keys: bool = True
+    """Whether keys are read (the footer lists them); `emp demo` draws the screen without reading keys."""
 
 
 def _cycle(current: str | None, choices: Sequence[str]) -> str | None:

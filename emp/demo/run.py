@@ -60,6 +60,7 @@ from emp.coordinator.api.server import serve as serve_coordinator
 from emp.coordinator.settings import CoordinatorSettings
 from emp.dashboard.live import GAP_NOTE, LiveFleet
 from emp.dashboard.state import MACHINE_LOGGED, SUBMITTED, apply_event, machine_line
+from emp.dashboard.watch_keys import ViewOptions
 from emp.dashboard.watch_live import Watcher
 from emp.dashboard.watch_view import render_watch
 from emp.demo.fleet import (
@@ -101,6 +102,9 @@ REGISTER_TIMEOUT_S = 30.0
 
 STOP_TIMEOUT_S = WORKER_DRAIN_S + 5.0
 """After SIGTERM, a worker process gets this long to exit before SIGKILL."""
+
+DEMO_VIEW = ViewOptions(keys=False)
+"""The demo draws the watch screen but reads no keys (Ctrl-C stops it): the footer says so."""
 
 LIVE_PACE = 2.0
 """The live screen stretches job steps by this, so a person can follow them (~15 s in all)."""
@@ -447,7 +451,13 @@ class Demo:
             extra = demo_panel(self.state)
             width, height = self.console.size
             return render_watch(
-                watcher.data, width, height, now_ms=watcher.now_ms(), extra=extra, extra_height=DEMO_PANEL_LINES
+                watcher.data,
+                width,
+                height,
+                DEMO_VIEW,
+                now_ms=watcher.now_ms(),
+                extra=extra,
+                extra_height=DEMO_PANEL_LINES,
             )
 
         async with anyio.create_task_group() as tg:

@@ -55,3 +55,11 @@ def test_render_cost_does_not_depend_on_queue_depth() -> None:
     small, big = busy(), busy()
     big.counts["pending"] = 100_000
     assert len(frame_text(small, 160, 50).splitlines()) == len(frame_text(big, 160, 50).splitlines())
+
+
+def test_a_screen_that_reads_no_keys_lists_none() -> None:
+    """`emp demo` draws the watch screen without reading keys: its footer must not promise them."""
+    watching = frame_text(busy(), 100, 24, ViewOptions()).splitlines()[-1]
+    drawn_only = frame_text(busy(), 100, 24, ViewOptions(keys=False)).splitlines()[-1]
+    assert "q quit" in watching
+    assert "q quit" not in drawn_only and "Ctrl-C" in drawn_only
