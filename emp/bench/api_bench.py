@@ -51,6 +51,7 @@ from emp.client import Client
 from emp.coordinator.api import create_app
 from emp.coordinator.api.server import runner_for
 from emp.coordinator.settings import CoordinatorSettings
+from emp.coordinator.ws.protocol import events_in
 from emp.model.job import parse_submission
 from emp.redis.calls import Calls, ClaimedJob
 
@@ -455,7 +456,7 @@ class ProbeSocket:
         headers = {"Authorization": f"Bearer {token}"}
         async with (
             aiohttp.ClientSession() as http,
-            http.ws_connect(f"{ws_url}/ws/monitor?topics=progress&job_id={job_id}", headers=headers) as ws,
+            http.ws_connect(f"{ws_url}/ws/monitor?topics=progress&job_id={job_id}&batch=1", headers=headers) as ws,
         ):
             first = await ws.receive(timeout=60)
             if first.type != aiohttp.WSMsgType.TEXT or json.loads(first.data).get("type") != "snapshot":
@@ -472,8 +473,8 @@ class ProbeSocket:
         async for msg in ws:
             now = time.monotonic()
             doc = json.loads(msg.data) if isinstance(msg.data, str) else {}
-            if doc.get("type") == "event":
-                self.arrived.setdefault(str(doc.get("data", {}).get("message")), now)
+            for ev in events_in(doc):
+                self.arrived.setdefault(str(ev.get("data", {}).get("message")), now)
 
     async def wait_for(self, marks: Sequence[str], timeout_s: float) -> None:
         """Until every mark arrived, or ``timeout_s`` passed (polled: the marks are few)."""

@@ -35,8 +35,11 @@ import aiohttp
 TOKEN_ENV = "EMP_BENCH_TOKEN"
 """Where the child finds the API token (the environment of this one process)."""
 
-EVENT_PREFIX = '{"type":"event"'
+EVENT_PREFIX = '{"type":"event",'
+EVENTS_PREFIX = '{"type":"events",'
 SNAPSHOT_PREFIX = '{"type":"snapshot"'
+BATCH_QUERY = "batch=1"
+"""The sockets ask for ``events`` messages (several events a message), as the web monitor does."""
 
 
 @dataclass(slots=True)
@@ -99,15 +102,21 @@ class Sockets:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
                 text: str = msg.data
-                if text.startswith(EVENT_PREFIX):
+                if text.startswith(EVENTS_PREFIX):
+                    # Counted without parsing (the figures are the server's): each event of the
+                    # batch is an ``event`` message, which starts with the prefix.
+                    tally.events += text.count(EVENT_PREFIX)
+                elif text.startswith(EVENT_PREFIX):
                     tally.events += 1
-                    if mark in text and tally.mark_at is None:
-                        tally.mark_at = time.monotonic()
-                        if self.all_marked():
-                            self.marked.set()
-                elif text.startswith(SNAPSHOT_PREFIX):
-                    reason = str(json.loads(text).get("reason"))
-                    tally.resyncs[reason] = tally.resyncs.get(reason, 0) + 1
+                else:
+                    if text.startswith(SNAPSHOT_PREFIX):
+                        reason = str(json.loads(text).get("reason"))
+                        tally.resyncs[reason] = tally.resyncs.get(reason, 0) + 1
+                    continue
+                if mark in text and tally.mark_at is None:
+                    tally.mark_at = time.monotonic()
+                    if self.all_marked():
+                        self.marked.set()
         finally:
             tally.closed = True
             tally.close_code = ws.close_code
@@ -141,6 +150,13 @@ async def stdin_lines() -> asyncio.StreamReader:
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     return reader
+
+
+def with_batch(url: str) -> str:
+    """``url`` asking for ``events`` messages, unless it already says which form it wants."""
+    if "batch=" in url:
+        return url
+    return url + ("&" if "?" in url else "?") + BATCH_QUERY
 
 
 async def run(url: str, sockets: int, mark: str, parallel: int, wait_s: float) -> int:
@@ -180,7 +196,9 @@ async def run(url: str, sockets: int, mark: str, parallel: int, wait_s: float) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m emp.bench.ws_clients", description=__doc__.splitlines()[0])
-    parser.add_argument("--url", required=True, help="ws:// URL of /ws/monitor (with its query)")
+    parser.add_argument(
+        "--url", required=True, help="ws:// URL of /ws/monitor (with its query; batch=1 is added unless it has batch=)"
+    )
     parser.add_argument("--sockets", type=int, required=True)
     parser.add_argument("--mark", required=True, help="text in the data of the last event written")
     parser.add_argument("--parallel", type=int, default=100, help="handshakes at a time")
@@ -191,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     import uvloop  # the client side as fast as it can be: the figures are the server's
 
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(run(args.url, args.sockets, args.mark, args.parallel, args.wait_s))
+        return runner.run(run(with_batch(args.url), args.sockets, args.mark, args.parallel, args.wait_s))
 
 
 if __name__ == "__main__":

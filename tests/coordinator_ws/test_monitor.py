@@ -41,12 +41,10 @@ async def _tail(served: Served) -> str:
 
 
 async def _caught_up(ws: aiohttp.ClientWebSocketResponse, fold: Fold, tail: str) -> None:
-    def done(msg: dict[str, Any]) -> bool:
-        fold.add(msg)
-        return fold.last_id == tail
-
-    if fold.last_id != tail:
-        await receive_until(ws, done, timeout=30)
+    """Fold every message (an ``events`` message whole) until the fold reached ``tail``."""
+    with anyio.fail_after(30):
+        while fold.last_id != tail:
+            fold.add(await receive(ws, 30))
 
 
 async def _fresh(served: Served) -> FleetState:
@@ -90,7 +88,8 @@ async def test_snapshot_plus_events_equal_a_fresh_snapshot_after_thousands_of_ra
             await walk.step()
             if i == 1200:
                 # Connects while the walk goes on: its snapshot is taken between events.
-                late = await http.ws_connect(served.url + "/ws/monitor", headers=AUTH)
+                # ... and takes its events as `events` messages (several a message).
+                late = await http.ws_connect(served.url + "/ws/monitor?batch=1", headers=AUTH)
         tail = await _tail(served)
         events = await served.calls.client.xrange(served.calls.keys.events, f"({start}", "+")
         assert len(events) >= 2000, f"the walk wrote only {len(events)} events"
@@ -102,6 +101,7 @@ async def test_snapshot_plus_events_equal_a_fresh_snapshot_after_thousands_of_ra
         _compare(first.state, fresh)
         _compare(second.state, fresh)
         assert first.snapshots == ["connect"] and second.snapshots == ["connect"]
+        assert second.messages < second.events, "a batching monitor got one message per event"
         await early.close()
         await late.close()
 
@@ -115,11 +115,12 @@ async def _held_job(served: Served, job_id: str) -> tuple[str, int]:
 
 
 @pytest.mark.parametrize("outbox_events", [50])
-async def test_a_client_that_never_reads_delays_no_one_and_gets_a_fresh_snapshot(served: Served) -> None:
+@pytest.mark.parametrize("query", ["", "?batch=1"])
+async def test_a_client_that_never_reads_delays_no_one_and_gets_a_fresh_snapshot(served: Served, query: str) -> None:
     job_id, attempt = await _held_job(served, "big")
     url = served.url + "/ws/monitor"
-    stalled = await _stalled_client(url)  # reads nothing from here on
-    async with aiohttp.ClientSession() as http, http.ws_connect(url, headers=AUTH) as fast:
+    stalled = await _stalled_client(url + query)  # reads nothing from here on
+    async with aiohttp.ClientSession() as http, http.ws_connect(url + query, headers=AUTH) as fast:
         fold = Fold()
         fold.add(await receive(fast))
         text = "x" * 16_000
@@ -219,6 +220,9 @@ async def test_bad_subscriptions_are_refused_with_a_reason(served: Served) -> No
     async with aiohttp.ClientSession() as http:
         with pytest.raises(aiohttp.WSServerHandshakeError) as info:
             await http.ws_connect(served.url + "/ws/monitor?topics=everything", headers=AUTH)
+        assert info.value.status == 400
+        with pytest.raises(aiohttp.WSServerHandshakeError) as info:
+            await http.ws_connect(served.url + "/ws/monitor?batch=maybe", headers=AUTH)
         assert info.value.status == 400
         async with http.ws_connect(served.url + "/ws/monitor", headers=AUTH) as ws:
             await receive(ws)

@@ -101,6 +101,7 @@ function connect() {
   const url = new URL("/ws/monitor", location.href);
   url.protocol = location.protocol === "https:" ? "wss:" : "ws:";
   if (token) url.searchParams.set("access_token", token); // a browser cannot set headers on a WebSocket
+  url.searchParams.set("batch", "1"); // events come as "events" messages, several a message (docs/ws.md)
   const ws = new WebSocket(url);
   socket = ws;
   let answered = false;
@@ -153,9 +154,11 @@ function onMessage(text) {
       showNotice(`The view started over (${msg.reason}): ${msg.note || ""}`);
     }
     if (detailId) refreshDetailSoon(0);
-  } else if (msg.type === "event") {
-    const changed = applyEvent(state, msg);
-    if (changed && changed === detailId && msg.event !== "job_progress") refreshDetailSoon(300);
+  } else if (msg.type === "event" || msg.type === "events") {
+    for (const ev of msg.type === "events" ? msg.events || [] : [msg]) {
+      const changed = applyEvent(state, ev);
+      if (changed && changed === detailId && ev.event !== "job_progress") refreshDetailSoon(300);
+    }
   } else if (msg.type === "error") {
     showNotice(`monitor: ${msg.error}`);
   }

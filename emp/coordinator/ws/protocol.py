@@ -13,6 +13,7 @@ Pure: no aiohttp, no Redis. The hub (``emp.coordinator.ws.hub``) and the socket 
 from __future__ import annotations
 
 import json
+import struct
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -200,6 +201,59 @@ def event_message(ev: Event, facts: Facts) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
+def events_message(texts: Sequence[str]) -> str:
+    """The ``events`` message of several rendered ``event`` messages, in stream order (built by
+    joining the texts: nothing is serialized again)."""
+    return '{"type":"events","events":[' + ",".join(texts) + "]}"
+
+
+def batch_from_query(query: Mapping[str, str]) -> bool:
+    """Does the socket want ``events`` messages (``?batch=1``)? ProtocolError for a bad value."""
+    value = query.get("batch", "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ProtocolError(f"batch: {value!r} is not a boolean (batch=1 or batch=0)")
+
+
+_LEN1 = struct.Struct("!BB").pack
+_LEN2 = struct.Struct("!BBH").pack
+_LEN3 = struct.Struct("!BBQ").pack
+_FIN_TEXT = 0x81
+
+
+def text_frame(payload: bytes) -> bytes:
+    """One unmasked, final WebSocket text frame (RFC 6455 section 5.2: a server never masks), as
+    bytes that can be written to any uncompressed socket: built once, written to every socket of a
+    subscription."""
+    size = len(payload)
+    if size < 126:
+        head = _LEN1(_FIN_TEXT, size)
+    elif size < 1 << 16:
+        head = _LEN2(_FIN_TEXT, 126, size)
+    else:
+        head = _LEN3(_FIN_TEXT, 127, size)
+    return head + payload
+
+
+def fanout_bytes(texts: Sequence[str], batch: bool) -> bytes:
+    """What one fan-out tick writes to every in-step socket of a subscription: one ``events`` frame
+    (``batch``), or one ``event`` frame per event, back to back."""
+    if batch:
+        return text_frame(events_message(texts).encode())
+    return b"".join(text_frame(t.encode()) for t in texts)
+
+
+def events_in(msg: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The ``event`` messages an ``event`` or ``events`` message carries, in order (others: none)."""
+    if msg.get("type") == "event":
+        return [msg]
+    if msg.get("type") == "events":
+        return [e for e in msg.get("events") or () if isinstance(e, Mapping)]
+    return []
+
+
 def event_from_message(msg: Mapping[str, Any]) -> Event:
     """The :class:`Event` an ``event`` message carries (for Python clients that fold events)."""
     fields = {k: msg.get(k) for k in ("id", "ts", "job", "worker", "attempt", "machine")}
@@ -331,7 +385,11 @@ def _list(value: object) -> list[dict[str, Any]]:
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
 
 
-def stream_key(stream_id: str) -> tuple[int, int]:
+StreamKey = tuple[int, int]
+"""A stream id as (milliseconds, sequence): ids compare in stream order as keys."""
+
+
+def stream_key(stream_id: str) -> StreamKey:
     """A stream id as a sortable pair (ids compare by milliseconds, then sequence)."""
     ms, _, seq = stream_id.partition("-")
     try:

@@ -1,9 +1,10 @@
 """The aiohttp handlers of ``/ws/monitor`` and ``/ws/client``: thin drivers of the pure protocols.
 
 Each socket has two tasks: the handler reads what the client sends and queues it as control
-items; one sender task (the only one that writes to the socket) takes the socket's
-:class:`~emp.coordinator.ws.hub.Outbox` in order: resync first, then the client's requests, then
-events. One writer keeps every job's messages in stream order without any delay.
+items; one sender task takes the socket's :class:`~emp.coordinator.ws.hub.Outbox` in order:
+resync first, then the client's requests, then every queued event at once. The only other writer
+is the hub's fan-out (monitors only), and it writes only while the sender is idle with nothing
+queued, so every job's messages stay in stream order without any delay.
 
 Auth runs before the upgrade: a request that ``authorized`` refuses gets HTTP 401 and no socket.
 Liveness is WebSocket ping/pong (aiohttp's ``heartbeat``): a monitor is never evicted for not
@@ -16,7 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -26,15 +27,20 @@ from emp.errors import JobExists, JobNotFound, JobValidationError
 from emp.model.events import TERMINAL_EVENTS, Event
 
 from . import original
-from .hub import RETRY_S, Hub, Outbox, after
+from .hub import FANOUT_BUFFER_BYTES, RETRY_S, Hub, Outbox
 from .protocol import (
     ProtocolError,
     Reason,
+    StreamKey,
     Subscription,
+    batch_from_query,
     error_message,
+    events_message,
+    fanout_bytes,
     parse_subscribe,
     reply,
     snapshot_message,
+    stream_key,
     subscription_from_query,
 )
 
@@ -72,6 +78,8 @@ class _Socket:
         self.hub = hub
         self.ws = ws
         self.outbox = Outbox(hub.outbox_events)
+        self.busy = False
+        """True while the sender is sending or answering (the hub's fan-out must then queue)."""
 
     async def run(self, request: web.Request) -> None:
         sender = asyncio.create_task(self._send_loop())
@@ -97,30 +105,40 @@ class _Socket:
         try:
             while not self.ws.closed:
                 await self.outbox.wait()
-                if self.outbox.resync is not None:
-                    reason, self.outbox.resync = self.outbox.resync, None
-                    try:
-                        await self.resync(reason)
-                    except Exception as exc:  # Redis down or restarting: try again shortly
-                        log.warning("resync of a socket failed: %s: %s", type(exc).__name__, exc)
-                        if self.outbox.resync is None:
-                            self.outbox.resync = reason
-                        await asyncio.sleep(RETRY_S)
-                    continue
+                self.busy = True
                 try:
-                    if self.outbox.control:
-                        await self.handle(self.outbox.control.popleft())
-                    else:
-                        await self.deliver(self.outbox.events.popleft())
-                except ConnectionResetError:
-                    return
-                except Exception as exc:  # Redis trouble: say so, go on (a socket is a boundary)
-                    if self.ws.closed:
-                        return
-                    log.warning("socket request failed: %s: %s", type(exc).__name__, exc)
-                    await self.send(error_message(f"failed: {type(exc).__name__} (try again)"))
+                    await self._send_next()
+                finally:
+                    self.busy = False
         except ConnectionResetError:
             return
+
+    async def _send_next(self) -> None:
+        """Answer what the outbox holds first: a resync, else a request, else every queued event."""
+        if self.outbox.resync is not None:
+            reason, self.outbox.resync = self.outbox.resync, None
+            try:
+                await self.resync(reason)
+            except Exception as exc:  # Redis down or restarting: try again shortly
+                log.warning("resync of a socket failed: %s: %s", type(exc).__name__, exc)
+                if self.outbox.resync is None:
+                    self.outbox.resync = reason
+                await asyncio.sleep(RETRY_S)
+            return
+        try:
+            if self.outbox.control:
+                await self.handle(self.outbox.control.popleft())
+            elif self.outbox.events:
+                items = list(self.outbox.events)
+                self.outbox.events.clear()
+                await self.deliver(items)
+        except ConnectionResetError:
+            raise
+        except Exception as exc:  # Redis trouble: say so, go on (a socket is a boundary)
+            if self.ws.closed:
+                return
+            log.warning("socket request failed: %s: %s", type(exc).__name__, exc)
+            await self.send(error_message(f"failed: {type(exc).__name__} (try again)"))
 
     async def send(self, text: str) -> None:
         await self.ws.send_str(text)
@@ -134,7 +152,8 @@ class _Socket:
     async def handle(self, raw: str | None) -> None:
         raise NotImplementedError
 
-    async def deliver(self, item: Any) -> None:
+    async def deliver(self, items: list[Any]) -> None:
+        """Send the queued events ``items`` (in order)."""
         raise NotImplementedError
 
 
@@ -142,12 +161,58 @@ class _Socket:
 
 
 class MonitorSocket(_Socket):
-    def __init__(self, hub: Hub, ws: web.WebSocketResponse, subscription: Subscription, monitor_id: str) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        ws: web.WebSocketResponse,
+        subscription: Subscription,
+        monitor_id: str,
+        *,
+        batch: bool = False,
+        transport: asyncio.Transport | None = None,
+    ) -> None:
         super().__init__(hub, ws)
         self.subscription = subscription
         self.monitor_id = monitor_id
+        self.batch = batch
+        """Events as ``events`` messages (several a message) rather than one ``event`` message each."""
         self.floor: str | None = None
         """The stream id of the last snapshot sent: queued events at or before it are in it."""
+        self._floor_key = (1 << 62, 0)  # nothing is after it until the first snapshot is sent
+        # The hub's fan-out writes its shared frames straight to the transport; a compressed
+        # socket needs its own deflate state, so it gets its events through its sender.
+        # (uvloop's transports are not asyncio.Transport subclasses: duck typed, as aiohttp does.)
+        self.transport = None if ws.compress else transport
+
+    def offer(self, data: bytes, items: list[tuple[StreamKey, str]], first: StreamKey) -> None:
+        """One fan-out tick's events (see :class:`~emp.coordinator.ws.hub.Monitor`): written
+        straight to the transport while the sender is not in the middle of something, after any
+        events still queued (in order), else queued for the sender."""
+        transport, box = self.transport, self.outbox
+        if (
+            transport is not None
+            and not self.busy
+            and box.resync is None
+            and not box.control
+            and first > self._floor_key
+            and not self.ws.closed
+            and not transport.is_closing()
+            and transport.get_write_buffer_size() <= FANOUT_BUFFER_BYTES
+        ):
+            if box.events:  # queued while it was behind: they go first
+                queued = self._after_floor(box.events)
+                box.events.clear()
+                if queued:
+                    transport.write(fanout_bytes(queued, self.batch))
+            transport.write(data)
+            return
+        for item in items:
+            box.put(item)
+
+    def _after_floor(self, items: Iterable[tuple[StreamKey, str]]) -> list[str]:
+        """The texts of the events that the last snapshot does not hold already."""
+        floor = self._floor_key
+        return [text for key, text in items if key > floor]
 
     def attach(self) -> None:
         self.outbox.restart(Reason.CONNECT)
@@ -160,12 +225,18 @@ class MonitorSocket(_Socket):
         doc = await self.hub.rounds.take()
         body = self.hub.rounds.render(doc, self.subscription)
         self.floor = doc.snapshot.stream_id
+        self._floor_key = stream_key(self.floor)
         await self.send(snapshot_message(body, reason))
 
-    async def deliver(self, item: Any) -> None:
-        event_id, text = item
-        if self.floor is None or after(event_id, self.floor):
-            await self.send(text)
+    async def deliver(self, items: list[Any]) -> None:
+        texts = self._after_floor(items)
+        if not texts:
+            return
+        if self.batch:
+            await self.send(events_message(texts))
+        else:
+            for text in texts:
+                await self.send(text)
 
     async def handle(self, raw: str | None) -> None:
         try:
@@ -184,6 +255,7 @@ class MonitorSocket(_Socket):
                 return
             await self.send(reply("subscribed", **self.subscription.to_json()))
             self.outbox.restart(Reason.SUBSCRIBE)
+            self.hub.add_monitor(self)  # its new group (after the restart: see Hub.add_monitor)
         elif kind in ("snapshot", "request_full_state", "monitor_connect"):
             if kind == "monitor_connect":
                 await self.send(reply("monitor_connected", monitor_id=self.monitor_id, timestamp=_now_ms()))
@@ -235,8 +307,11 @@ class ClientSocket(_Socket):
             if job.terminal:
                 self._unfollow(job_id)
 
-    async def deliver(self, item: Any) -> None:
-        ev: Event = item
+    async def deliver(self, items: list[Any]) -> None:
+        for ev in items:
+            await self._deliver(ev)
+
+    async def _deliver(self, ev: Event) -> None:
         job_id = ev.job or ""
         if job_id not in self.following:
             return  # unsubscribed, or ended, after the event was queued
@@ -347,12 +422,20 @@ def monitor_handler(hub: Hub, authorized: Authorize) -> Callable[[web.Request], 
         refuse_unless(authorized, request)
         try:
             subscription = subscription_from_query(request.query)
+            batch = batch_from_query(request.query)
         except ProtocolError as exc:
             raise web.HTTPBadRequest(text=json.dumps({"error": str(exc)}), content_type="application/json") from None
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         await hub.ready.wait()  # the reader must know where the stream ends before a snapshot counts
-        sock = MonitorSocket(hub, ws, subscription, request.match_info.get("monitor_id", ""))
+        sock = MonitorSocket(
+            hub,
+            ws,
+            subscription,
+            request.match_info.get("monitor_id", ""),
+            batch=batch,
+            transport=request.transport,
+        )
         sock.attach()
         await sock.run(request)
         return ws
