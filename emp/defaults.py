@@ -368,6 +368,9 @@ more, but such batches belong in several requests; this bounds the memory one re
 STATS_WINDOWS_S = (60, 300, 900, 3600)
 """GET /api/stats and /metrics report these recent windows (1 min, 5 min, 15 min, 1 h)."""
 
+STATS_SPARK_MINUTES = 10
+"""GET /api/stats counts the jobs ended in each of the last 10 minutes (the dashboards' sparkline)."""
+
 STATS_SAMPLE_MAX = 1000
 """Ended jobs per status read for the wait/run percentiles (the newest in the largest window): the
 counts and rates are exact, the percentiles come from at most this many jobs, so a stats call stays

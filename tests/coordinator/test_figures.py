@@ -77,6 +77,10 @@ async def test_stats(api: Api) -> None:
         assert math.isclose(w["throughput_per_s"], 2 / w["window_s"])
         assert w["wait_s"]["count"] == 3 and w["run_s"]["count"] == 3 and not w["sampled"]
         assert 0 <= w["wait_s"]["p50"] <= w["wait_s"]["p99"] <= w["wait_s"]["max"]
+    # The dashboards' sparkline: one count a minute, the oldest first: all three ended in this minute.
+    assert stats["per_minute"]["completed"] == [0] * (defaults.STATS_SPARK_MINUTES - 1) + [2]
+    assert stats["per_minute"]["failed"] == [0] * (defaults.STATS_SPARK_MINUTES - 1) + [1]
+    assert stats["oldest_pending_s"] is not None and 0 <= stats["oldest_pending_s"] < 60
 
 
 async def test_metrics_parse_as_prometheus_text(api: Api) -> None:

@@ -139,6 +139,11 @@ async def test_an_open_coordinator_asks_for_no_token_and_shows_machines_queues_a
     assert not await page.is_visible("#login")
     await wait_for(lambda: _contains(page, '#queues tr[data-service="simulation"]', "1"), what="the queue")
     await wait_for(lambda: _chip(page, "pending", 1), what="one pending job in the header")
+    # The header's figures from /api/stats, as emp watch shows them: the oldest wait and the sparklines.
+    await wait_for(lambda: _contains(page, "#rate", "completed/min"), what="the header's per-minute figures")
+    header = await _text(page, "#rate")
+    assert "oldest pending -" not in header and "oldest pending" in header, header
+    assert "completed/min ▁▁▁▁▁▁▁▁▁▁ 0" in header and "failed/min ▁▁▁▁▁▁▁▁▁▁ 0" in header, header
     card = await _text(page, '[data-machine="box-a"]')
     assert "RTX 4090" in card and "93%" in card and "20.0/24 GB" in card and "71°C" in card, card
     assert "comfyui-gpu0: RUNNING" in card and "vast" in card

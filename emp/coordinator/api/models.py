@@ -178,6 +178,10 @@ class StatsOut(BaseModel):
     jobs: dict[str, int] = Field(description="Jobs per status now")
     depth: list[ServiceDepthOut]
     windows: list[WindowOut]
+    per_minute: dict[str, list[int]] = Field(
+        description="Jobs completed and failed in each of the last minutes, the oldest minute first"
+    )
+    oldest_pending_s: float | None = Field(description="How long the longest-waiting queue head has waited")
 
 
 class HealthOut(BaseModel):

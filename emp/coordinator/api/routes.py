@@ -26,6 +26,7 @@ from emp.coordinator.api.compat import from_original
 from emp.coordinator.api.errors import ApiError
 from emp.coordinator.leader import LeaderElection
 from emp.coordinator.settings import CoordinatorSettings
+from emp.dashboard.watch_model import throughput  # the sparkline's counts, as emp watch draws them
 from emp.errors import JobValidationError
 from emp.model.job import check_batch_size, parse_submission
 from emp.redis.client import ANY_REDIS_ERROR, UNREACHABLE_ERRORS
@@ -289,13 +290,18 @@ async def _figures(client: Client) -> tuple[dict[str, int], list[dict[str, Any]]
 
 
 async def get_stats(request: web.Request) -> web.StreamResponse:
-    counts, sigs, times = await _figures(_client(request))
+    client = _client(request)
+    minutes = [60_000 * (i + 1) for i in range(defaults.STATS_SPARK_MINUTES)]
+    (counts, sigs, times), by_minute = await asyncio.gather(_figures(client), client.job_times(minutes, 0))
     now, windows, _ = stats.summarize(defaults.STATS_WINDOWS_S, times)
+    depth = stats.depths(sigs, now)
     out = {
         "now_ms": now,
         "jobs": counts,
-        "depth": [asdict(d) for d in stats.depths(sigs, now)],
+        "depth": [asdict(d) for d in depth],
         "windows": [asdict(w) for w in windows],
+        "per_minute": {s: throughput(by_minute, s) for s in ("completed", "failed")},
+        "oldest_pending_s": stats.oldest_pending_s(depth),
     }
     return _json(m.StatsOut.model_validate(out))
 

@@ -203,6 +203,12 @@ def depths(rows: Iterable[Mapping[str, Any]], now_ms: int) -> list[ServiceDepth]
     ]
 
 
+def oldest_pending_s(services: Iterable[ServiceDepth]) -> float | None:
+    """The longest a queue's next job has waited (the heads' ages; None: nothing pending)."""
+    ages = [d.head_age_s for svc in services for d in svc.signatures if d.pending and d.head_age_s is not None]
+    return max(ages) if ages else None
+
+
 def summarize(windows_s: Sequence[int], reply: Mapping[str, Any]) -> tuple[int, list[WindowStats], list[EndedJob]]:
     """(server now ms, per-window stats, sample) from the ``emp_job_times`` reply."""
     now = _int(reply.get("now")) or 0

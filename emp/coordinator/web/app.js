@@ -3,7 +3,7 @@
 // a few times a second, and shows one job's detail with cancel and retry (docs/web.md).
 
 import { $, clock, fill, h, safeLink } from "./dom.js";
-import { ACTIVE, TERMINAL, applyEvent, applyMachines, applySnapshot, emptyState } from "./state.js";
+import { ACTIVE, TERMINAL, applyEvent, applyMachines, applySnapshot, applyStats, emptyState } from "./state.js";
 import { renderAll } from "./view.js";
 
 const TOKEN_KEY = "emp.token";
@@ -29,10 +29,11 @@ class Unauthorized extends Error {}
 
 async function api(path, options = {}) {
   const headers = new Headers(options.headers || {});
-  if (token) headers.set("Authorization", `Bearer ${token}`);
+  const sent = token; // requests run side by side: the first refusal clears `token` before the others see theirs
+  if (sent) headers.set("Authorization", `Bearer ${sent}`);
   const resp = await fetch(path, { ...options, headers, cache: "no-store" });
   if (resp.status === 401) {
-    askToken(token ? "the coordinator refused this token" : "");
+    askToken(sent ? "the coordinator refused this token" : "");
     throw new Unauthorized();
   }
   return resp;
@@ -168,10 +169,9 @@ function onMessage(text) {
 async function pollMachines() {
   if (document.hidden || $("main").hidden) return;
   try {
-    const resp = await api("/api/machines");
-    if (!resp.ok) return;
-    const doc = await resp.json();
-    applyMachines(state, doc.machines);
+    const [machines, figures] = await Promise.all([api("/api/machines"), api("/api/stats")]);
+    if (machines.ok) applyMachines(state, (await machines.json()).machines);
+    if (figures.ok) applyStats(state, await figures.json());
     scheduleRender();
   } catch {
     // the next poll tries again; the socket shows whether the coordinator is there
@@ -184,6 +184,7 @@ function start() {
   connect();
   clearInterval(machinesTimer);
   machinesTimer = setInterval(pollMachines, MACHINES_POLL_MS);
+  pollMachines();
 }
 
 $("refresh").addEventListener("click", () => {

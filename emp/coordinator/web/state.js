@@ -39,6 +39,20 @@ export function emptyState() {
     services: new Map(),
     instances: new Map(), // service instance id -> {status, machine_id, connector, message}
     log: [],
+    figures: null, // from GET /api/stats: {per_minute: {completed, failed}, oldest_pending_s}
+  };
+}
+
+// The header's figures the events do not carry: jobs ended per minute (the sparkline) and the
+// oldest pending wait, as `emp watch` shows them, from GET /api/stats.
+export function applyStats(state, doc) {
+  const perMinute = doc && typeof doc.per_minute === "object" && doc.per_minute ? doc.per_minute : {};
+  const list = (v) => (Array.isArray(v) ? v.map((n) => Math.max(0, Number(n) || 0)) : []);
+  const oldest = doc ? Number(doc.oldest_pending_s) : NaN;
+  state.figures = {
+    completed: list(perMinute.completed),
+    failed: list(perMinute.failed),
+    oldestPendingS: Number.isFinite(oldest) ? oldest : null,
   };
 }
 

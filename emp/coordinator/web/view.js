@@ -26,7 +26,24 @@ export function renderHeader(state) {
     STATUSES.map((s) => h("span", { class: "chip", data: { status: s, count: c[s] } }, h("b", {}, String(c[s])), ` ${s}`)),
   );
   const rate = successRate(c);
-  $("rate").textContent = rate === null ? "success rate: -" : `success rate: ${rate.toFixed(1)}%`;
+  const parts = [rate === null ? "success rate: -" : `success rate: ${rate.toFixed(1)}%`];
+  const f = state.figures;
+  if (f) {
+    parts.push(`oldest pending ${f.oldestPendingS === null ? "-" : duration(f.oldestPendingS * 1000)}`);
+    parts.push(`completed/min ${sparkline(f.completed)}`, `failed/min ${sparkline(f.failed)}`);
+  }
+  $("rate").textContent = parts.join(" · ");
+}
+
+const BARS = "▁▂▃▄▅▆▇█";
+
+// One bar a minute, the oldest first, scaled to the largest (as `emp watch` draws it), then the last
+// minute's count.
+export function sparkline(values) {
+  if (!values.length) return "-";
+  const top = Math.max(...values);
+  const bars = values.map((v) => (top === 0 ? BARS[0] : BARS[Math.min(BARS.length - 1, Math.round((v / top) * (BARS.length - 1)))]));
+  return `${bars.join("")} ${values[values.length - 1]}`;
 }
 
 function gpuLine(g) {
