@@ -91,7 +91,14 @@ class Settings(BaseSettings):
         default=None, validation_alias=_env("EMP_WORKER_WORKFLOW_ID", "WORKER_WORKFLOW_ID")
     )
     output_url: str | None = Field(default=None, validation_alias=_env("EMP_OUTPUT_URL"))
-    """Where job outputs go: a file:// URL or a directory (default <state dir>/outputs)."""
+    """Where job outputs go: a file:// URL or a directory (default <state dir>/outputs), or an object
+    store: s3://bucket/prefix (endpoint and credentials from AWS_*), gs://bucket/prefix, az://container/prefix."""
+    output_presign_s: float = Field(default=defaults.OUTPUT_PRESIGN_S, ge=0, le=7 * 24 * 3600)
+    """Object stores: list a presigned GET URL valid this long with each output (0: none)."""
+    output_retention: str = Field(default=defaults.OUTPUT_RETENTION, pattern="^(tag|keep)$")
+    """Object stores: ``tag`` each output ``emp-retention=<days>d`` for a lifecycle rule, or ``keep``."""
+    output_retry_timeout_s: float = Field(default=defaults.OUTPUT_RETRY_TIMEOUT_S, gt=0)
+    """Object stores: how long one request is retried before the attempt fails as transient."""
     services_config: Path | None = Field(default=None, validation_alias=_env("EMP_SERVICES_CONFIG"))
     """The service map (TOML) workers read: which connector serves which job services."""
 

@@ -405,3 +405,59 @@ UPKEEP_INTERVAL_S = 1.0
 and trims the indexes this often (each step one bounded Function call that costs microseconds when
 there is nothing to do). Unworkable detection and signature retirement, which read every live
 worker and signature, keep MAINTENANCE_INTERVAL_S."""
+
+# -- outputs in object storage (issue 12, storage: emp/storage/object.py, docs/storage.md)
+
+OUTPUT_RETRY_TIMEOUT_S = 60.0
+"""An object-store request is retried (backoff with jitter) for at most this long before the attempt
+fails as transient: long enough to ride out a store restart or a network blip, short enough that a
+dead store frees the GPU within a minute (the job itself is retried by the broker with backoff)."""
+
+OUTPUT_MAX_RETRIES = 10
+"""Retries of one object-store request within OUTPUT_RETRY_TIMEOUT_S (obstore's own default)."""
+
+OUTPUT_CHUNK_BYTES = 8 * 1024 * 1024
+"""Part size of multipart uploads; outputs larger than this go up in parts. S3's minimum part is
+5 MiB, and its 10,000-part limit times 8 MiB allows outputs up to ~80 GB."""
+
+OUTPUT_UPLOAD_CONCURRENCY = 8
+"""Parts of one output uploaded at once: enough to fill a GPU box's uplink, few enough that a
+worker's uploads do not starve its own Redis heartbeats on a 1 Gb/s link."""
+
+OUTPUT_PRESIGN_S = 0.0
+"""Presigned GET URLs in results are off unless asked for (EMP_OUTPUT_PRESIGN_S): a presigned URL
+hands read access to anyone who sees the result, so it is an explicit choice."""
+
+OUTPUT_RETENTION = "tag"
+"""Object-store outputs are tagged ``emp-retention=<days>d`` so a bucket lifecycle rule deletes them
+when the job expires (docs/storage.md); ``keep`` leaves them untagged."""
+
+# -- recurring schedules (issue 12, schedules: emp/model/schedule.py, docs/schedules.md)
+
+SCHEDULE_NAME_MAX = 64
+"""A schedule name is part of its jobs' ids (``sched:<name>:<occurrence ms>``): short enough that the
+id stays far below JOB_ID_MAX."""
+
+SCHEDULE_EVERY_MIN_MS = 1000
+"""The shortest ``--every``: the upkeep leader fires schedules once a pass (UPKEEP_INTERVAL_S, 1 s), so
+a shorter period could only be caught up in bursts."""
+
+SCHEDULE_EVERY_MAX_MS = 366 * 86_400_000
+"""The longest ``--every`` (a year and a day); anything rarer is a cron expression."""
+
+SCHEDULE_GRACE_S = 60.0
+"""An occurrence at most this old when a pass sees it is fired on its own (a late pass, a leader
+change: a SIGKILLed leader's lease lapses after LEADER_LEASE_S); older ones count as missed and follow
+the schedule's policy (skip / once). Well above a leader takeover, well below any cron period that
+would make a late run surprising."""
+
+SCHEDULE_PAGE = 100
+"""Due schedules one pass reads and fires (the rest wait for the next pass, a second later)."""
+
+SCHEDULE_CATCHUP_MAX = 120
+"""Fire calls one pass makes for one schedule (catching up occurrences within the grace, e.g. an
+``--every 1s`` schedule after a minute-long leader gap); the next pass goes on."""
+
+SCHEDULE_MISSED_COUNT_MAX = 100_000
+"""Missed cron occurrences counted one by one (for ``skipped`` and the ``once`` job's count); past it
+the count stops (``--every`` counts by arithmetic, exactly)."""

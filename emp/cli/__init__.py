@@ -139,6 +139,8 @@ _register_optional("demo")
 _register_optional("bench")
 _register_optional("coordinator")
 _register_optional("watch")
+_register_optional("flow")  # flows: dependent jobs (docs/flows.md)
+_register_optional("schedule")  # schedules: recurring jobs (docs/schedules.md)
 
 
 def main() -> None:

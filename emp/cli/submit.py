@@ -32,6 +32,35 @@ def register(app: typer.Typer) -> None:
     app.command("submit", epilog=SUBMIT_EPILOG)(submit)
 
 
+def document_from_options(params: dict[str, Any]) -> dict[str, Any]:
+    """The job document of `emp submit`'s parsed options (its parameter names), not validated yet:
+    `emp submit` sends it, `emp schedule add` stores it as its template."""
+    from emp.client import build as area
+
+    requirements = params.get("requirements")
+    return area.build_document(
+        service=params["service"],
+        payload=common.parse_json_object(params["payload"], "--payload") if params.get("payload") is not None else None,
+        priority=params.get("priority"),
+        requirements=area.merge_requirements(
+            common.parse_json_object(requirements, "--requirements", stdin_ok=False)
+            if requirements is not None
+            else None,
+            common.parse_key_values(params.get("require") or [], "--require"),
+            common.parse_key_values(params.get("exclude") or [], "--exclude"),
+        ),
+        customer_id=params.get("customer"),
+        workflow_id=params.get("workflow_id"),
+        workflow_priority=params.get("workflow_priority"),
+        workflow_datetime=params.get("workflow_datetime"),
+        step=params.get("step"),
+        total_steps=params.get("total_steps"),
+        max_attempts=params.get("max_attempts"),
+        timeout_s=params.get("timeout"),
+        run_at=area.run_at_ms(params.get("delay"), params.get("at")),
+    )
+
+
 def submit(
     ctx: typer.Context,
     service: Annotated[str, typer.Argument(help="Service that runs the job (e.g. comfyui, simulation).")],
@@ -97,6 +126,18 @@ def submit(
         typer.Option("--id", metavar="ID", help="Job id (default: generated). With --count N: ID-0 .. ID-(N-1)."),
     ] = None,
     count: Annotated[int, typer.Option("--count", metavar="N", min=1, help="Submit N copies.")] = 1,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after",
+            metavar="ID[,ID...]",
+            help='Wait until these jobs end (flows, docs/flows.md); the payload may use {"$from": ID, "path": '
+            '"result.x"}.',
+        ),
+    ] = None,
+    after_on: Annotated[
+        str, typer.Option("--after-on", metavar="completed|failed|always", help="When --after runs it.")
+    ] = "completed",
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the jobs to end; the exit code tells how.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the jobs as a JSON array.")] = False,
 ) -> None:
@@ -105,34 +146,31 @@ def submit(
     from emp.client import build as area
 
     try:
-        doc = area.build_document(
-            service=service,
-            payload=common.parse_json_object(payload, "--payload") if payload is not None else None,
-            priority=priority,
-            requirements=area.merge_requirements(
-                common.parse_json_object(requirements, "--requirements", stdin_ok=False)
-                if requirements is not None
-                else None,
-                common.parse_key_values(require or [], "--require"),
-                common.parse_key_values(exclude or [], "--exclude"),
-            ),
-            customer_id=customer,
-            workflow_id=workflow_id,
-            workflow_priority=workflow_priority,
-            workflow_datetime=workflow_datetime,
-            step=step,
-            total_steps=total_steps,
-            max_attempts=max_attempts,
-            timeout_s=timeout,
-            run_at=area.run_at_ms(delay, at),
-        )
-        wires = area.prepare_wires(doc, count=count, job_id=job_id, max_payload_bytes=settings.max_payload_bytes)
+        doc = document_from_options(ctx.params)
+        block: str | None = None
+        if after is not None:  # flows: one job that waits for others (docs/flows.md)
+            from emp.model.flow import after_submission
+
+            if count != 1:
+                raise common.BadInput("--after submits one job: no --count")
+            sub = after_submission(
+                {**doc, "id": job_id} if job_id else doc, common.parse_csv(after), after_on, settings.max_payload_bytes
+            )
+            wires, block = sub.wires, sub.block
+        else:
+            wires = area.prepare_wires(doc, count=count, job_id=job_id, max_payload_bytes=settings.max_payload_bytes)
     except ValueError as exc:  # UsageError, JobValidationError
         common.fail_with(exc)
     url = common.resolve_redis_url(settings)
     code = common.run(
         run_submit(
-            url, settings.namespace, wires, max_payload_bytes=settings.max_payload_bytes, wait=wait, as_json=as_json
+            url,
+            settings.namespace,
+            wires,
+            max_payload_bytes=settings.max_payload_bytes,
+            wait=wait,
+            as_json=as_json,
+            after_block=block,
         ),
         url=url,
         unreachable_code=common.EXIT_UNREACHABLE_WAIT if wait else common.EXIT_UNREACHABLE,
@@ -149,6 +187,7 @@ async def run_submit(
     wait: bool = False,
     as_json: bool = False,
     err: Console | None = None,
+    after_block: str | None = None,
 ) -> int:
     """Submit, print ids (or the jobs as JSON), optionally wait.
 
@@ -159,16 +198,27 @@ async def run_submit(
     from emp.client import Client
 
     async with Client(url, namespace, max_payload_bytes=max_payload_bytes) as client:
-        return await _submit_and_follow(client, wires, wait=wait, as_json=as_json, err=err)
+        return await _submit_and_follow(client, wires, wait=wait, as_json=as_json, err=err, after_block=after_block)
 
 
 async def _submit_and_follow(
-    client: Client, wires: Sequence[dict[str, Any]], *, wait: bool, as_json: bool, err: Console | None
+    client: Client,
+    wires: Sequence[dict[str, Any]],
+    *,
+    wait: bool,
+    as_json: bool,
+    err: Console | None,
+    after_block: str | None = None,
 ) -> int:
     from emp.cli import render_jobs as render
     from emp.cli import wait_view
 
-    await client.submit_wires(wires)
+    if after_block is not None:  # --after (flows): the jobs and their flow block in one call
+        from emp.redis.calls import submit_flow
+
+        await submit_flow(await client.calls(), wires, "", after_block, client.max_payload_bytes)
+    else:
+        await client.submit_wires(wires)
     ids = [str(w["id"]) for w in wires]
     if not as_json:
         sys.stdout.write("".join(f"{i}\n" for i in ids))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -86,7 +86,12 @@ def worker(
         typer.Option(
             "--output-url",
             metavar="URL",
-            help="Where job outputs go: file:///dir or a directory (env EMP_OUTPUT_URL; default <state dir>/outputs).",
+            help=(
+                "Where job outputs go: file:///dir or a directory (default <state dir>/outputs), or an object "
+                "store: s3://bucket/prefix (AWS S3, R2, MinIO: endpoint and credentials from AWS_ENDPOINT_URL, "
+                "AWS_ACCESS_KEY_ID, ...), gs://bucket/prefix, az://container/prefix (env EMP_OUTPUT_URL; "
+                "EMP_OUTPUT_PRESIGN_S, EMP_OUTPUT_RETENTION; see docs/storage.md)."
+            ),
             show_default=False,
         ),
     ] = None,
@@ -151,6 +156,29 @@ def worker(
     except ConfigError as exc:
         common.fail(str(exc), common.EXIT_BAD_INPUT)
     url = common.resolve_redis_url(settings)
+    # Outputs (issue 12, storage): a bad URL or option is refused here, before anything starts.
+    from emp.storage import OutputOptions, open_storage
+
+    # Precedence: the flag, then EMP_OUTPUT_* (fields set from the environment), then the services
+    # config's [outputs] table, then the defaults.
+    table = service_map.outputs
+
+    def pick(field: str, key: str) -> Any:
+        return getattr(settings, field) if field in settings.model_fields_set or key not in table else table[key]
+
+    out_url = (
+        output_url or settings.output_url or table.get("url") or str(settings.state_dir / defaults.OUTPUT_DIR_NAME)
+    )
+    try:
+        out_options = OutputOptions(
+            presign_s=float(pick("output_presign_s", "presign_s")),
+            retention=str(pick("output_retention", "retention")),
+            retention_s=settings.retention_s,
+            retry_timeout_s=float(pick("output_retry_timeout_s", "retry_timeout_s")),
+        )
+        open_storage(out_url, out_options)
+    except ValueError as exc:
+        common.fail(f"--output-url: {exc}", common.EXIT_BAD_INPUT)
     from emp.worker.runtime import WorkerConfig, run_worker
 
     cfg = WorkerConfig(
@@ -171,6 +199,7 @@ def worker(
         progress_min_interval_s=settings.progress_min_interval_s,
         max_lost_leases=settings.max_lost_leases,
         unworkable_grace_s=settings.unworkable_grace_s,
-        output_url=output_url or settings.output_url or str(settings.state_dir / defaults.OUTPUT_DIR_NAME),
+        output_url=out_url,
+        output_options=out_options,
     )
     raise typer.Exit(common.run(run_worker(cfg, bindings), url=url))

@@ -35,6 +35,7 @@ from emp.model.services import ServiceRecord
 if TYPE_CHECKING:
     from emp.config import Settings
     from emp.model.events import Event
+    from emp.model.flow import FlowState
     from emp.redis.calls import Calls, LiveWorker
 
 WAIT_END_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.UNWORKABLE})
@@ -445,6 +446,53 @@ class Client:
                     return
                 if not batch:
                     yield None
+
+    # -- flows (docs/flows.md): dependent jobs ----------------------------------------------------
+
+    async def submit_flow(self, doc: Mapping[str, Any], *, flow_id: str | None = None) -> str:
+        """Submit a flow document (emp.model.flow): every step in one all-or-nothing call; steps with
+        parents wait for them. Returns the flow id. Raises JobValidationError (a cycle, a missing
+        step, a bad job field; nothing written) or JobExists."""
+        from emp.model.flow import flow_submission, parse_flow
+        from emp.redis.calls import submit_flow
+
+        sub = flow_submission(parse_flow(doc, flow_id=flow_id), self.max_payload_bytes)
+        await submit_flow(await self.calls(), sub.wires, sub.flow_id, sub.block, self.max_payload_bytes)
+        return sub.flow_id
+
+    async def submit_after(
+        self,
+        after: Sequence[str],
+        service: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        on: str = "completed",
+        **fields: Any,
+    ) -> str:
+        """Submit one job that waits until the jobs ``after`` end (``on``: completed, failed, always);
+        its payload may hold ``{"$from": <one of them>, "path": "result.x"}``. Returns its id."""
+        from emp.model.flow import after_submission
+        from emp.redis.calls import submit_flow
+
+        doc = {**fields, "service": service, "payload": dict(payload or {})}
+        sub = after_submission(doc, list(after), on, self.max_payload_bytes)
+        await submit_flow(await self.calls(), sub.wires, "", sub.block, self.max_payload_bytes)
+        return str(sub.wires[0]["id"])
+
+    async def flow(self, flow_id: str) -> FlowState | None:
+        """A flow and each step's state, progress and result; None when there is none (or it expired)."""
+        from emp.model.flow import flow_state
+        from emp.redis.calls import flow_get
+
+        got = await flow_get(await self.calls(), flow_id)
+        return None if got is None else flow_state(*got)
+
+    async def cancel_flow(self, flow_id: str, reason: str = CANCEL_REASON) -> int:
+        """Cancel every step of the flow that has not ended (running ones are interrupted in their
+        service); returns how many. JobNotFound when there is no such flow."""
+        from emp.redis.calls import flow_cancel
+
+        return await flow_cancel(await self.calls(), flow_id, reason)
 
 
 def _stream_id(stream_id: str) -> tuple[int, int]:

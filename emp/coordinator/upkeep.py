@@ -10,13 +10,15 @@
 3. ``emp_cleanup``: retention (the ``done:<status>`` listing indexes trimmed by end time, and jobs
    that ended before a retention shorter than the library's deleted), workers whose registration
    lapsed marked offline, long-unworkable jobs failed, the ``services`` set pruned;
+4. recurring schedules: each due schedule's occurrences, planned in Python
+   (:func:`emp.model.schedule.plan`) and fired one ``emp_schedule_fire`` call each (docs/schedules.md);
 
 and, every ``slow_interval_s`` (5 s), the steps that read every live worker and signature:
 
-4. unworkable detection and revival (:func:`emp.coordinator.maintenance.detect_unworkable`: a
+5. unworkable detection and revival (:func:`emp.coordinator.maintenance.detect_unworkable`: a
    signature no live worker can run is marked after its grace period; one a worker that registered
    since can run is revived);
-5. ``emp_retire_signatures``: signatures whose queue stayed empty for the grace period retire.
+6. ``emp_retire_signatures``: signatures whose queue stayed empty for the grace period retire.
 
 Each step is a series of Function calls, each bounded by a page and safe to repeat, and each pass
 stops after ``MAX_PAGES`` pages of a kind (the next pass goes on). A coordinator killed between two
@@ -40,6 +42,8 @@ from emp import defaults
 from emp.coordinator.leader import LeaderElection
 from emp.coordinator.lease_policy import LeasePolicy, SlowSteps
 from emp.coordinator.maintenance import MAX_PAGES, detect_unworkable
+from emp.errors import JobValidationError
+from emp.model.schedule import Missed, ScheduleError, Timing, plan
 from emp.redis.calls import Calls, Fence, NotLeader, UpkeepCalls
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ class UpkeepReport:
     marked_unworkable: int = 0
     revived: int = 0
     retired: int = 0
+    schedules_fired: int = 0
+    schedules_skipped: int = 0
     slow: bool = False
     elapsed_ms: float = 0.0
 
@@ -70,6 +76,8 @@ class UpkeepReport:
             "unworkable": self.marked_unworkable,
             "revived": self.revived,
             "signatures_retired": self.retired,
+            "schedules_fired": self.schedules_fired,
+            "schedules_skipped": self.schedules_skipped,
         }
 
     @property
@@ -89,6 +97,7 @@ async def run_upkeep_pass(
     max_lost: int = defaults.MAX_LOST_LEASES,
     page: int = defaults.MAINTENANCE_PAGE,
     retire_grace_s: float = defaults.SIGNATURE_RETIRE_GRACE_S,
+    schedule_grace_s: float = defaults.SCHEDULE_GRACE_S,
 ) -> UpkeepReport:
     """One pass, in the order of the module doc; raises :class:`NotLeader` as soon as a call is fenced."""
     t0 = time.perf_counter()
@@ -110,6 +119,7 @@ async def run_upkeep_pass(
         trimmed, offline = trimmed + t, offline + o
         if t < page and o < page:
             break
+    fired, skipped = await fire_schedules(calls, grace_ms=round(schedule_grace_s * 1000))
     marked = revived = retired = 0
     if slow:
         marked, revived = await detect_unworkable(calls, grace_s, page=page)
@@ -128,9 +138,56 @@ async def run_upkeep_pass(
         marked_unworkable=marked,
         revived=revived,
         retired=retired,
+        schedules_fired=fired,
+        schedules_skipped=skipped,
         slow=slow,
         elapsed_ms=(time.perf_counter() - t0) * 1000,
     )
+
+
+async def fire_schedules(
+    calls: UpkeepCalls,
+    *,
+    grace_ms: int = round(defaults.SCHEDULE_GRACE_S * 1000),
+    page: int = defaults.SCHEDULE_PAGE,
+    max_steps: int = defaults.SCHEDULE_CATCHUP_MAX,
+) -> tuple[int, int]:
+    """The schedule step: fire the occurrences of up to ``page`` due schedules, at most ``max_steps``
+    calls each (the next pass goes on). Returns (jobs submitted, missed occurrences skipped).
+
+    Each fire is one fenced ``emp_schedule_fire`` call that submits the occurrence's job only while the
+    schedule still has the ``next_ms`` this pass planned from, and its ``last_fired`` is older: a
+    second coordinator, a restarted one or a replayed call cannot submit it twice.
+    """
+    now, rows = await calls.schedule_due(page)
+    fired = skipped = 0
+    for row in rows:
+        name = row.get("name", "")
+        try:
+            timing, missed, expected = Timing.from_fields(row), Missed(row.get("missed") or "skip"), int(row["next_ms"])
+        except (ScheduleError, ValueError, KeyError) as exc:
+            log.warning("schedule %r cannot be planned (%s); skipped this pass", name, exc)
+            continue
+        for step in plan(timing, expected, now, missed, grace_ms, max_steps):
+            try:
+                reply = await calls.schedule_fire(
+                    name,
+                    expected_next=expected,
+                    occurrence=step.occurrence_ms,
+                    next_ms=step.next_ms,
+                    skipped=step.skipped,
+                    coalesced=step.coalesced,
+                    fence=calls.fence,
+                )
+            except JobValidationError as exc:
+                log.warning("schedule %r not fired: %s", name, exc)
+                break
+            if reply[0] != "OK":  # GONE, PAUSED, MOVED: it changed since it was read; the next pass sees it
+                break
+            fired += reply[1] in ("pending", "unworkable")
+            skipped += step.skipped
+            expected = step.next_ms
+    return fired, skipped
 
 
 async def upkeep_loop(

@@ -59,6 +59,8 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     UNWORKABLE = "unworkable"
+    WAITING = "waiting"
+    """A flow's step (or an --after job) waiting for its parents to end (docs/flows.md)."""
 
 
 S = JobStatus
@@ -67,7 +69,7 @@ ACTIVE = frozenset({S.ASSIGNED, S.IN_PROGRESS})
 """A worker holds the job under a lease."""
 WAITING = frozenset({S.PENDING, S.SCHEDULED, S.UNWORKABLE})
 """Not running and not finished."""
-INITIAL = frozenset({S.PENDING, S.SCHEDULED, S.UNWORKABLE})
+INITIAL = frozenset({S.PENDING, S.SCHEDULED, S.UNWORKABLE, S.WAITING})
 """What a submit may create (unworkable when the job's signature is already judged unworkable)."""
 RETRYABLE = frozenset({S.FAILED, S.CANCELLED, S.UNWORKABLE})
 """What ``emp jobs retry`` accepts."""
@@ -81,6 +83,9 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     S.ASSIGNED: frozenset({S.IN_PROGRESS, S.COMPLETED, S.FAILED, S.CANCELLED}) | _BACK_TO_QUEUE,
     S.IN_PROGRESS: frozenset({S.COMPLETED, S.FAILED, S.CANCELLED}) | _BACK_TO_QUEUE,
     S.UNWORKABLE: frozenset({S.PENDING, S.CANCELLED}),
+    # Flows: its parents ended as its edges require (pending / unworkable), never can (cancelled),
+    # or a $from reference does not resolve (failed, malformed).
+    S.WAITING: frozenset({S.PENDING, S.UNWORKABLE, S.CANCELLED, S.FAILED}),
     S.COMPLETED: frozenset(),
     # Only by an explicit manual retry (emp jobs retry); never automatically.
     S.FAILED: frozenset({S.PENDING, S.UNWORKABLE}),

@@ -652,6 +652,99 @@ class Calls:
         """One round trip to Redis (the coordinator's health check and latency figure)."""
         await self.client.ping()
 
+    # -- recurring schedules (issue 12, schedules: schedule_*.lua, emp/model/schedule.py) ----------
+
+    async def server_time_ms(self) -> int:
+        """Redis's clock (TIME), epoch ms: schedules compute occurrences from it, never the client's."""
+        sec, usec = await self.client.time()
+        return int(sec) * 1000 + int(usec) // 1000
+
+    async def schedule_add(
+        self,
+        name: str,
+        timing: Mapping[str, str],
+        missed: str,
+        template: Mapping[str, str],
+        next_ms: int,
+        *,
+        replace: bool = False,
+        paused: bool = False,
+    ) -> bool:
+        """Store a schedule (schedule_add.lua); False when one of that name exists (and not ``replace``)."""
+        reply = await self._fcall(
+            "emp_schedule_add",
+            [self.keys.schedules],
+            self.p,
+            name,
+            timing["kind"],
+            timing["cron"],
+            timing["tz"],
+            timing["every_ms"],
+            missed,
+            json.dumps(dict(template), separators=(",", ":"), ensure_ascii=False),
+            next_ms,
+            "1" if replace else "0",
+            "1" if paused else "0",
+        )
+        return bool(reply[0] == "OK")
+
+    async def schedule_due(self, page: int) -> tuple[int, list[dict[str, str]]]:
+        """(server ms, the due active schedules' timing fields), oldest due first (schedule_due.lua)."""
+        reply = await self._fcall("emp_schedule_due", [self.keys.schedules_due], self.p, page, ro=True)
+        rows = json.loads(reply[1])
+        return int(reply[0]), rows if isinstance(rows, list) else []
+
+    async def schedule_fire(
+        self,
+        name: str,
+        *,
+        expected_next: int | None = None,
+        occurrence: int | None = None,
+        next_ms: int | None = None,
+        skipped: int = 0,
+        coalesced: int = 1,
+        now: bool = False,
+        fence: Fence | None = None,
+    ) -> tuple[str, ...]:
+        """Fire one planned occurrence (``now=False``: expected_next and next_ms required) or run the
+        schedule's job at once (``now=True``). The reply of schedule_fire.lua as strings:
+        ('OK', outcome, job id) | ('GONE',) | ('PAUSED',) | ('MOVED', next_ms)."""
+        if now:
+            args: list[Any] = ["now", "", "", "", "", ""]
+        else:
+            if expected_next is None or next_ms is None:
+                raise ValueError("a due fire needs expected_next and next_ms")
+            args = ["due", expected_next, "" if occurrence is None else occurrence, next_ms, skipped, coalesced]
+        fence_args = ["", ""] if fence is None else [fence.role, fence.token]
+        reply = await self._fcall("emp_schedule_fire", [self.keys.schedules_due], self.p, name, *args, *fence_args)
+        return tuple(str(x) for x in reply)
+
+    async def schedule_list(self, name: str = "", page: int = 200) -> list[dict[str, Any]]:
+        """Every schedule (or the one named), hash fields plus ``last_status`` (schedule_list.lua)."""
+        out: list[dict[str, Any]] = []
+        offset: int | None = 0
+        while offset is not None:
+            reply = await self._fcall("emp_schedule_list", [self.keys.schedules], self.p, name, offset, page, ro=True)
+            out += [json.loads(r) for r in reply[1:] if r]
+            offset = None if name else _opt_int(reply[0])
+        return out
+
+    async def schedule_pause(self, name: str, pause: bool, next_ms: int | None = None) -> bool | None:
+        """Pause, or resume from ``next_ms``: whether it was paused before; None when it does not exist."""
+        reply = await self._fcall(
+            "emp_schedule_pause",
+            [self.keys.schedules_due],
+            self.p,
+            name,
+            "1" if pause else "0",
+            "" if next_ms is None else next_ms,
+        )
+        return None if reply[0] == "NOT_FOUND" else reply[1] == "1"
+
+    async def schedule_remove(self, name: str) -> bool:
+        reply = await self._fcall("emp_schedule_remove", [self.keys.schedules], self.p, name)
+        return bool(int(reply[0]))
+
 
 async def try_guard(calls: Calls, name: str, ttl_ms: int) -> bool:
     """Take a short-lived guard (SET NX PX) so one process at a time runs a periodic pass."""
@@ -798,3 +891,38 @@ class UpkeepCalls(Calls):
         """Mark machines whose reports lapsed offline, one page: how many (emp_machines_offline)."""
         reply = await self._fcall("emp_machines_offline", [self.keys.machines], self.p, page, *self._fence_args())
         return int(reply[0])
+
+
+# -- flows (docs/flows.md): dependent jobs ----------------------------------------------------------
+
+
+async def submit_flow(
+    calls: Calls, wires: Sequence[Mapping[str, Any]], flow_id: str, block: str, max_payload_bytes: int
+) -> list[str]:
+    """Submit the jobs of a flow (or one --after job) with its flow block (_flows.lua FLOW.check), all
+    or nothing, in the plain form of emp_submit; returns each job's status (waiting for a step with
+    parents). Raises JobValidationError (a cycle, a missing parent, ...) or JobExists; nothing written."""
+    args: list[Any] = [calls.p, max_payload_bytes, len(wires)]
+    for w in wires:
+        args += ["" if (v := w.get(f)) is None else v for f in SUBMIT_FIELDS]
+    args += ["FLOW", flow_id, block]
+    reply = await calls._fcall("emp_submit", [calls.keys.events], *args)
+    return [str(s) for s in reply[1:]]
+
+
+async def flow_get(calls: Calls, flow_id: str) -> tuple[dict[str, str], dict[str, dict[str, str]]] | None:
+    """A flow's record and its steps' job hashes (by job id) read at one instant; None if no such flow."""
+    reply = await calls._fcall("emp_flow_get", [calls.keys.flow(flow_id)], calls.p, flow_id, ro=True)
+    if not reply:
+        return None
+    data = json.loads(reply)
+    jobs = data.get("jobs")
+    return dict(data["flow"]), (dict(jobs) if isinstance(jobs, dict) else {})
+
+
+async def flow_cancel(calls: Calls, flow_id: str, reason: str = "") -> int:
+    """Cancel every step of a flow not ended (running ones are interrupted); how many. JobNotFound if none."""
+    reply = await calls._fcall("emp_flow_cancel", [calls.keys.flow(flow_id)], calls.p, flow_id, reason)
+    if reply[0] == "NOT_FOUND":
+        raise JobNotFound(flow_id)
+    return int(reply[1])

@@ -128,6 +128,11 @@ class Keys:
         return f"{self.prefix}scheduled"
 
     @property
+    def waiting(self) -> str:
+        """Flow steps waiting for their parents (zset: id -> submit time): counted and listed from here."""
+        return f"{self.prefix}waiting"
+
+    @property
     def unworkable(self) -> str:
         return f"{self.prefix}unworkable"
 
@@ -174,3 +179,27 @@ class Keys:
     def leader_token(self, role: str) -> str:
         """INCR counter: the fencing token of ``role``, one more on every acquisition of its lease."""
         return f"{self.prefix}leadertoken:{role}"
+
+    # Flows (docs/flows.md): a flow's record, and the children of a job that others wait on.
+    def flow(self, flow_id: str) -> str:
+        """hash: a flow {id, created_at, priority, steps (JSON), open}; expires once every step ended."""
+        return f"{self.prefix}flow:{flow_id}"
+
+    def children(self, job_id: str) -> str:
+        """set: the ids of the jobs waiting on this job (--after, depends_on); expires with it."""
+        return f"{self.prefix}children:{job_id}"
+
+    # Recurring schedules (docs/schedules.md): a schedule's record, every schedule, the due index.
+    def schedule(self, name: str) -> str:
+        """hash: a schedule {name, kind, cron, tz, every_ms, missed, template, next_ms, last_fired, ...}."""
+        return f"{self.prefix}schedule:{name}"
+
+    @property
+    def schedules(self) -> str:
+        """zset: every schedule's name -> when it was added (ms): the listing."""
+        return f"{self.prefix}schedules"
+
+    @property
+    def schedules_due(self) -> str:
+        """zset: active (not paused) schedule name -> its next occurrence (ms): what upkeep fires."""
+        return f"{self.prefix}scheddue"

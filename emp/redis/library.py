@@ -52,6 +52,7 @@ INCLUDES = (
     "_housekeeping.lua",
     "_claim.lua",
     "_fence.lua",
+    "_flows.lua",  # flows: dependent jobs (after _job.lua / _queue.lua, whose functions it uses)
 )
 """The shared includes (``_*.lua``) in load order; an include missing from this list is an error."""
 

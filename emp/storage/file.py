@@ -12,10 +12,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import AsyncIterable, Sequence
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import anyio
+
+from emp.storage.base import Body
 
 INLINE_WRITE_MAX = 256 * 1024
 """Outputs up to this size are written on the event loop (~0.1 ms into the page cache, cheaper
@@ -34,22 +37,49 @@ class FileStorage:
             raise ValueError(f"storage key {key!r} leaves the storage root")
         return path
 
-    async def put(self, key: str, data: bytes, content_type: str) -> str:
+    async def put(self, key: str, data: Body, content_type: str) -> str:
         path = self.path_for(key)
-        if len(data) <= INLINE_WRITE_MAX:
+        if not isinstance(data, bytes):
+            await _stream_atomically(path, data)
+        elif len(data) <= INLINE_WRITE_MAX:
             _write_atomically(path, data)
         else:
             await anyio.to_thread.run_sync(_write_atomically, path, data)
         return path.as_uri()
 
-    async def get(self, url: str) -> bytes:
+    def _path_of(self, url: str) -> Path:
         parts = urlsplit(url)
         if parts.scheme != "file":
             raise ValueError(f"not a file:// URL: {url!r}")
         path = Path(unquote(parts.path)).resolve()
         if not path.is_relative_to(self.root):
             raise ValueError(f"{url!r} is outside this storage")
-        return await anyio.to_thread.run_sync(path.read_bytes)
+        return path
+
+    async def get(self, url: str) -> bytes:
+        return await anyio.to_thread.run_sync(self._path_of(url).read_bytes)
+
+    async def presign(self, url: str) -> tuple[str, int] | None:
+        return None  # a local file has no URL that another machine could fetch
+
+    async def delete(self, urls: Sequence[str]) -> None:
+        for path in [self._path_of(u) for u in urls]:
+            path.unlink(missing_ok=True)
+
+
+async def _stream_atomically(path: Path, chunks: AsyncIterable[bytes]) -> None:
+    """Chunks appended to a temporary file (each write in a thread), renamed into place at the end."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".part-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            async for chunk in chunks:
+                await anyio.to_thread.run_sync(f.write, chunk)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def _write_atomically(path: Path, data: bytes) -> None:

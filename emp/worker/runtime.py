@@ -45,7 +45,7 @@ from emp.model.retry import FailureClass
 from emp.redis import library
 from emp.redis.calls import Calls, ClaimedJob, ClaimResult, Completion, NextClaim, NoJob, NotRegistered, Outcome
 from emp.redis.client import TRANSIENT_ERRORS, connect
-from emp.storage import OutputSink, Storage, open_storage
+from emp.storage import OutputOptions, OutputSink, Storage, StorageError, open_storage
 from emp.worker.attempt import AttemptResult, Cancelled, Completed, Failed, Lost, Released
 from emp.worker.connectors.base import Connector, ConnectorBinding, ConnectorError, JobContext
 from emp.worker.connectors.simulation import SimulationConnector
@@ -88,6 +88,8 @@ class WorkerConfig:
     unworkable_grace_s: float = defaults.UNWORKABLE_GRACE_S
     output_url: str | None = None
     """Where job outputs go (EMP_OUTPUT_URL); default <state dir>/outputs."""
+    output_options: OutputOptions | None = None
+    """Object stores: presigned URLs, retention tag, retries (EMP_OUTPUT_*); None: the defaults."""
     service_check_interval_s: float = defaults.SERVICE_CHECK_INTERVAL_S
     service_report_interval_s: float = defaults.SERVICE_REPORT_INTERVAL_S
     service_starting_grace_s: float = defaults.SERVICE_STARTING_GRACE_S
@@ -162,7 +164,7 @@ class Worker:
         if missing:
             raise ValueError(f"no connector serves service(s) {', '.join(missing)}")
         self.storage: Storage = storage or open_storage(
-            cfg.output_url or str(default_state_dir() / defaults.OUTPUT_DIR_NAME)
+            cfg.output_url or str(default_state_dir() / defaults.OUTPUT_DIR_NAME), cfg.output_options
         )
         base = cfg.worker_id or default_worker_id()
         self.base_id = base
@@ -503,6 +505,8 @@ class Worker:
                     outcome = Failed(FailureClass.TIMEOUT, f"job exceeded its timeout of {job.timeout_s:g} s")
                 except ConnectorError as exc:
                     outcome = Failed(exc.failure_class, str(exc))
+                except StorageError as exc:  # the store is down or slow: retry later, never complete without outputs
+                    outcome = Failed(FailureClass.TRANSIENT, f"output storage: {exc}")
                 except StaleAttempt:
                     outcome = Lost()
                 except TRANSIENT_REDIS_ERRORS as exc:

@@ -81,6 +81,9 @@ class ServiceMap:
     services: tuple[str, ...]
     """The job services this worker serves, each resolvable by :meth:`spec_for`."""
     source: str = ""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    """The file's ``[outputs]`` table, checked and ``${VAR}``-expanded (emp.storage.settings); the
+    flag and the EMP_OUTPUT_* variables win over it."""
 
     def spec_for(self, service: str) -> ConnectorSpec:
         """The connector serving ``service``: the one listing it, else the ``-sim`` rule, else
@@ -141,7 +144,7 @@ def load_service_map(
             raise ConfigError(f"{path}: cannot read the services config: {exc.strerror or exc}") from None
         specs = parse_service_map(text, str(path), env)
         selected = tuple(services) or tuple(s for spec in specs for s in spec.services)
-        smap = ServiceMap(specs, selected, str(path))
+        smap = ServiceMap(specs, selected, str(path), parse_outputs(text, str(path), env))
     else:
         if service_url is not None:
             raise ConfigError("--service-url needs --connector (which connector is at that URL?)")
@@ -151,6 +154,23 @@ def load_service_map(
     for service in smap.services:
         smap.spec_for(service)  # raises for a service nothing serves
     return smap
+
+
+def parse_outputs(text: str, source: str, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The ``[outputs]`` table of a services config (where job outputs go: docs/storage.md), its
+    strings ``${VAR}``-expanded; {} when absent; ConfigError naming ``source`` and the key."""
+    from emp.storage.settings import parse_outputs_table
+
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    if "outputs" not in doc:
+        return {}
+    try:
+        return parse_outputs_table(_expand_all(doc["outputs"], environ, f"{source}: outputs"))
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
 
 
 def _by_type_name(services: Iterable[str]) -> tuple[ConnectorSpec, ...]:
@@ -163,9 +183,11 @@ def parse_service_map(text: str, source: str, environ: Mapping[str, str]) -> tup
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    unknown = sorted(set(doc) - {"connectors"})
+    unknown = sorted(set(doc) - {"connectors", "outputs"})
     if unknown:
-        raise ConfigError(f"{source}: {unknown[0]}: unknown key (expected only [connectors.<name>] tables)")
+        raise ConfigError(
+            f"{source}: {unknown[0]}: unknown key (expected [connectors.<name>] tables and an [outputs] table)"
+        )
     tables = doc.get("connectors", {})
     if not isinstance(tables, dict):
         raise ConfigError(f"{source}: connectors: expected tables [connectors.<name>]")

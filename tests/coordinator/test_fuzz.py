@@ -53,8 +53,9 @@ EVENTS = "GET /api/jobs/{id}/events"
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 
-OPAQUE: dict[str, set[str]] = {"GET /api/jobs": {"cursor"}}
-"""Parameters the description cannot constrain (a cursor is opaque: a made-up one is refused)."""
+OPAQUE: dict[str, set[str]] = {"GET /api/jobs": {"cursor"}, "POST /api/flows": {"steps", "id"}}
+"""Parameters the description cannot constrain (a cursor is opaque: a made-up one is refused; a flow's
+edges must name its own steps and form no cycle, and a flow id may be taken already)."""
 
 
 def _settings(examples: int) -> settings:

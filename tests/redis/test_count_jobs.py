@@ -10,9 +10,8 @@ from tests.redis.helpers import claim_job, register, server_ms, submit
 
 pytestmark = pytest.mark.anyio
 
-NONE = {
-    s: 0 for s in ("pending", "scheduled", "assigned", "in_progress", "completed", "failed", "cancelled", "unworkable")
-}
+STATUSES = ("pending", "scheduled", "waiting", "assigned", "in_progress", "completed", "failed", "cancelled")
+NONE = {s: 0 for s in (*STATUSES, "unworkable")}
 
 
 async def some_of_everything(calls: Calls) -> None:

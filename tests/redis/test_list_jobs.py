@@ -186,6 +186,7 @@ async def expected_order(calls: Calls) -> list[str]:
             queued += [(s, m) for m, s in await r.zrange(calls.keys.queue(service, sig), 0, -1, withscores=True)]
     order += [m[13:] for _, m in sorted(queued)]
     order += list(await r.zrange(calls.keys.scheduled, 0, -1))
+    order += list(await r.zrange(calls.keys.waiting, 0, -1))
     order += list(await r.zrevrange(calls.keys.unworkable, 0, -1))
     for status in ("failed", "cancelled", "completed"):
         order += list(await r.zrevrange(calls.keys.done(status), 0, -1))
@@ -214,6 +215,7 @@ async def test_2500_jobs_page_by_1000_each_exactly_once_in_order(calls: Calls) -
     assert await calls.count_jobs() == {
         "pending": 1500,
         "scheduled": 300,
+        "waiting": 0,
         "assigned": 0,
         "in_progress": 50,
         "completed": 400,

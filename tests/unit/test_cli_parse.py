@@ -370,3 +370,27 @@ def test_cli_modules_do_not_import_redis() -> None:
 
 def test_emp_help_does_not_import_redis() -> None:
     assert _loaded_after("import emp.cli") == []
+
+
+def test_worker_outputs_from_the_services_config(
+    worker_cfgs: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """[outputs] of services.toml: used when neither --output-url nor EMP_OUTPUT_* say otherwise."""
+    conf = tmp_path / "services.toml"
+    conf.write_text(
+        '[connectors.sim]\ntype = "simulation"\nservices = ["simulation"]\n'
+        f'[outputs]\nurl = "file://{tmp_path}/${{OUT_DIR:-from-table}}"\nretention = "keep"\npresign_s = 0\n'
+    )
+    assert invoke("worker", "--services-config", str(conf)).exit_code == 0
+    cfg = worker_cfgs[-1]
+    assert cfg.output_url == f"file://{tmp_path}/from-table" and cfg.output_options.retention == "keep"
+    monkeypatch.setenv("EMP_OUTPUT_URL", f"file://{tmp_path}/from-env")
+    monkeypatch.setenv("EMP_OUTPUT_RETENTION", "tag")
+    assert invoke("worker", "--services-config", str(conf)).exit_code == 0
+    cfg = worker_cfgs[-1]
+    assert cfg.output_url == f"file://{tmp_path}/from-env" and cfg.output_options.retention == "tag"
+    r = invoke("worker", "--services-config", str(conf), "--output-url", f"file://{tmp_path}/from-flag")
+    assert r.exit_code == 0 and worker_cfgs[-1].output_url == f"file://{tmp_path}/from-flag"
+    conf.write_text('[connectors.sim]\ntype = "simulation"\n[outputs]\nurl = "file:///x"\nbucket = "b"\n')
+    bad = invoke("worker", "--services-config", str(conf))
+    assert bad.exit_code == 2 and "outputs.bucket: unknown key" in bad.output

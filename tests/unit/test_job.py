@@ -39,6 +39,7 @@ def test_status_groups() -> None:
         "failed",
         "cancelled",
         "unworkable",
+        "waiting",
     ]
     assert TERMINAL == {S.COMPLETED, S.FAILED, S.CANCELLED}
     assert ACTIVE == {S.ASSIGNED, S.IN_PROGRESS}

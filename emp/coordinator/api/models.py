@@ -204,3 +204,64 @@ class EventOut(BaseModel):
     worker: str | None
     attempt: int | None
     data: dict[str, Any]
+
+
+# -- flows (docs/flows.md) -------------------------------------------------------------------------
+
+
+class FlowEdgeOut(BaseModel):
+    step: str
+    on: str = Field(description="completed, failed or always")
+
+
+class FlowStepOut(BaseModel):
+    name: str
+    id: str = Field(description="The step's job id (<flow id>.<name>)")
+    service: str
+    depends_on: list[FlowEdgeOut]
+    status: str = Field(description="A job status (waiting until its parents end), or expired")
+    progress: int | None = None
+    message: str | None = None
+    result: Any = None
+    error: str | None = None
+    failure_class: str | None = None
+    worker_id: str | None = None
+
+
+class FlowOut(BaseModel):
+    """A flow and each step's state (GET /api/flows/{id}; POST answers it too, as submitted)."""
+
+    id: str
+    status: str = Field(description="running, completed, failed or cancelled")
+    created_at: int | None = None
+    finished_at: int | None = None
+    priority: int | None = None
+    steps: list[FlowStepOut]
+
+
+class FlowEdgeIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    step: str
+    on: str = Field("completed", pattern="^(completed|failed|always)$")
+
+
+class FlowStepIn(BaseModel):
+    """One step: a job document (every field of JobSubmission but id and run_at) with a name and edges."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_\-]{1,64}$")
+    service: str = Field(pattern=r"^[a-z0-9][a-z0-9_.\-]*$", max_length=defaults.SERVICE_NAME_MAX)
+    depends_on: list[str | FlowEdgeIn] = Field(default_factory=list, description="Parent step names, or {step, on}")
+
+
+class FlowRequest(BaseModel):
+    """A flow document (docs/flows.md). Edges must name steps of the flow and form no cycle; a
+    ``{"$from": <parent step>, "path": "result.x"}`` in a payload must name one of the step's parents."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.\-:]{1,64}$")
+    priority: int | None = Field(None, ge=defaults.PRIORITY_MIN, le=defaults.PRIORITY_MAX)
+    steps: list[FlowStepIn] = Field(min_length=1, max_length=defaults.MAX_BATCH)

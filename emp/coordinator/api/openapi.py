@@ -49,6 +49,8 @@ def build_openapi(routes: Sequence[Route], *, auth: bool) -> dict[str, Any]:
     """The description of ``routes``; ``auth``: tokens are configured (protected routes say so)."""
     models: list[type[BaseModel]] = [JobSubmission, m.BatchRequest, m.ErrorBody]
     models += [model for r in routes for model in _answers(r) if model not in models]
+    # A route's own body models (flows: FlowRequest), described as components too.
+    models += [x for r in routes if r.body for x in r.body.get("models", ()) if x not in models]
     _, schema = models_json_schema([(model, "validation") for model in models], ref_template=_REF)
     components: dict[str, Any] = {"schemas": schema.get("$defs", {})}
     job = components["schemas"]["JobSubmission"] = job_schema(components["schemas"]["JobSubmission"])
@@ -82,12 +84,18 @@ def build_openapi(routes: Sequence[Route], *, auth: bool) -> dict[str, Any]:
                         "schema": {
                             "anyOf": [
                                 *({"$ref": _REF.format(model=name)} for name in r.body["schemas"]),
-                                {
-                                    "type": "array",
-                                    "items": {"$ref": _REF.format(model="JobSubmission")},
-                                    "minItems": 1,
-                                    "maxItems": defaults.MAX_BATCH,
-                                },
+                                *(
+                                    [
+                                        {
+                                            "type": "array",
+                                            "items": {"$ref": _REF.format(model="JobSubmission")},
+                                            "minItems": 1,
+                                            "maxItems": defaults.MAX_BATCH,
+                                        }
+                                    ]
+                                    if r.body.get("jobs_array", True)  # flows: a flow is one object
+                                    else []
+                                ),
                             ]
                         }
                     }

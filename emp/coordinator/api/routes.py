@@ -173,6 +173,7 @@ async def get_job(request: web.Request) -> web.StreamResponse:
     return web.Response(text=json.dumps(_job_out(job), default=str), content_type="application/json")
 
 
+# Waiting flow steps have no listing index (docs/flows.md): GET /api/flows/{id} shows them.
 LISTABLE = ("", "active", *(str(s) for s in JobStatus))
 
 
@@ -356,6 +357,36 @@ async def openapi(request: web.Request) -> web.StreamResponse:
     return web.Response(text=json.dumps(request.app[OPENAPI]), content_type="application/json")
 
 
+# -- flows (docs/flows.md) ------------------------------------------------------------------------
+
+
+async def submit_flow(request: web.Request) -> web.StreamResponse:
+    """The body is a flow document (emp.model.flow): every step is submitted in one all-or-nothing call."""
+    client = _client(request)
+    doc = await _body(request)
+    if not isinstance(doc, dict):
+        raise ApiError(422, "invalid", "body: a flow is a JSON object with a steps list", ["body"])
+    try:
+        flow_id = await client.submit_flow(doc)
+    except JobValidationError as exc:
+        # What JSON Schema cannot say about a flow (edges name its steps, no cycle, a step's own job
+        # fields) is named as the field `steps` (`id` for the flow's id).
+        where = ["id"] if all(p.startswith("id:") for p in exc.problems) else ["steps"]
+        raise ApiError(422, "invalid", str(exc).replace("\n", "; "), where) from None
+    state = await client.flow(flow_id)
+    if state is None:  # cannot happen: it was just written (and a record outlives its steps' end)
+        raise ApiError(404, "not_found", f"no flow with id {flow_id!r}")
+    return _json(m.FlowOut.model_validate(state.to_json()), 201)
+
+
+async def get_flow(request: web.Request) -> web.StreamResponse:
+    flow_id = request.match_info["id"]
+    state = await _client(request).flow(flow_id)
+    if state is None:
+        raise ApiError(404, "not_found", f"no flow with id {flow_id!r}")
+    return _json(m.FlowOut.model_validate(state.to_json()))
+
+
 # -- the table ----------------------------------------------------------------------------------
 
 _ID = Param("id", "path", "The job's id (percent-encoded: an id with '/' is sent as %2F)", required=True)
@@ -404,6 +435,13 @@ ROUTES: tuple[Route, ...] = (
             Param("access_token", "query", "The API token, for clients that cannot set headers"),
         ),
     ),
+    # flows (docs/flows.md); the body of POST is a flow document: {id?, priority?, steps: [...]}
+    Route("POST", "/api/flows", submit_flow, "Submit a flow: steps with depends_on edges, all or nothing", "flows",
+          response=m.FlowOut, status=201, errors=(409, 413, 422, 503),
+          body={"description": "A flow document: {id?, priority?, steps: [{name, service, depends_on, ...job}]}",
+                "schemas": ["FlowRequest"], "models": (m.FlowRequest,), "jobs_array": False}),
+    Route("GET", "/api/flows/{id}", get_flow, "A flow and each step's state, progress and result", "flows",
+          response=m.FlowOut, params=(Param("id", "path", "The flow's id", required=True),), errors=(404, 503)),
     Route("GET", "/api/workers", list_workers, "Live workers", "fleet", response=m.WorkersOut, errors=(503,)),
     Route("GET", "/api/machines", list_machines, "Live machines", "fleet", response=m.MachinesOut, errors=(503,)),
     Route("GET", "/api/services", list_services, "Services (ComfyUI, A1111, ...) reported by workers", "fleet",

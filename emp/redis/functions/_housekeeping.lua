@@ -30,10 +30,11 @@ local function requeue_expired(P, now, limit, max_lost)
       if nonempty(j.worker_id) then free_worker(P, j.worker_id, id) end
       local wid, attempt = j.worker_id, j.attempt
       if lost >= max_lost then
-        fail_final(P, now, id, j, 'worker_lost',
-          'lease expired ' .. lost .. ' times (the worker died or lost Redis)')
+        -- The event first: fail_final settles a flow's children, whose events must follow it.
         emit(P, now, 'job_failed', id, wid, attempt,
           '{"failure_class":"worker_lost","lost":' .. lost .. '}', true)
+        fail_final(P, now, id, j, 'worker_lost',
+          'lease expired ' .. lost .. ' times (the worker died or lost Redis)')
       else
         requeue(P, now, id, j, 0)
         redis.call('HINCRBY', K.stats(P), 'requeued', 1)

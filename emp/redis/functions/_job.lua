@@ -28,7 +28,7 @@ end
 local JOB_FIELDS = {'service', 'sig', 'seq', 'priority', 'created_at', 'workflow_priority',
   'workflow_datetime', 'workflow_id', 'customer_id', 'avoid_workers', 'gpu_gb_over', 'status',
   'attempt', 'worker_id', 'tries', 'lost', 'unavailable', 'max_attempts', 'started_at',
-  'assigned_at', 'timeout_s', 'step', 'total_steps'}
+  'assigned_at', 'timeout_s', 'step', 'total_steps', 'flow'}
 
 -- HMGET of many fields is costly inside Lua (the reply becomes a table): callers that need a few
 -- fields pass their own list; the first field must be one every job has (it tells existence).
@@ -53,6 +53,11 @@ local RETENTION_TTL = '' .. D.RETENTION_S
 -- EXPIRE of a key that does not exist yet does nothing: a job's stream exists once a worker claimed
 -- it, but a job that ends before any claim (cancel, unworkable expiry) must write its event first.
 -- `jkey`: K.job(P, id) when the caller has built it already (optional).
+-- Flows (_flows.lua, docs/flows.md): FLOW.ended(P, now, id, status, flow) settles the children of a
+-- job that ended. Declared here, defined in _flows.lua (loaded later: it queues children with
+-- enqueue). Called only for a job whose `flow` field is set, so a job without children pays nothing.
+local FLOW = {}
+
 local function finish(P, now, id, status, jkey)
   redis.call('ZADD', K.done(P, status), fmt(now), id)
   redis.call('EXPIRE', jkey or K.job(P, id), RETENTION_TTL)
@@ -80,12 +85,14 @@ local function complete_attempt(P, now, id, attempt, wid, j, result, message)
     emit(P, now, 'job_progress', id, wid, attempt, '{"progress":100,"message":' .. json_str(message) .. '}', true)
   end
   emit(P, now, 'job_completed', id, wid, attempt, nil, true)
+  if j.flow then FLOW.ended(P, now, id, 'completed', j.flow) end -- flows: after the parent's own events
 end
 
 local function fail_final(P, now, id, j, fclass, err)
   redis.call('HSET', K.job(P, id), 'status', 'failed', 'finished_at', fmt(now),
     'failure_class', fclass, 'error', err)
   finish(P, now, id, 'failed')
+  if j.flow then FLOW.ended(P, now, id, 'failed', j.flow) end -- flows: settle its children
 end
 
 -- Append one attempt's record to the job's history (only attempts that did not complete:
@@ -115,7 +122,7 @@ local function free_worker(P, wid, id)
 end
 
 -- Fencing: is (id, attempt, worker) the job's current attempt? Returns j or nil, code.
-local FENCE_FIELDS = {'status', 'attempt', 'worker_id'}
+local FENCE_FIELDS = {'status', 'attempt', 'worker_id', 'flow'} -- flow: see FLOW
 
 local function current_attempt(P, id, attempt, wid, full)
   local j
@@ -123,7 +130,7 @@ local function current_attempt(P, id, attempt, wid, full)
     j = load_job(P, id)
   else
     local v = redis.call('HMGET', K.job(P, id), unpack(FENCE_FIELDS))
-    if v[1] then j = {status = v[1], attempt = v[2], worker_id = v[3]} end
+    if v[1] then j = {status = v[1], attempt = v[2], worker_id = v[3], flow = v[4] or nil} end
   end
   if j == nil then return nil, 'NOT_FOUND' end
   if not ACTIVE[j.status] or j.attempt ~= attempt or (nonempty(wid) and j.worker_id ~= wid) then

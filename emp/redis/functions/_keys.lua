@@ -19,6 +19,7 @@ function K.payload(P, id) return P .. 'payload:' .. id end
 function K.job_events(P, id) return P .. 'jobevents:' .. id end
 function K.seq(P) return P .. 'seq' end
 function K.scheduled(P) return P .. 'scheduled' end
+function K.waiting(P) return P .. 'waiting' end -- flows: steps waiting for their parents (by submit time)
 function K.leases(P) return P .. 'leases' end
 function K.unworkable(P) return P .. 'unworkable' end
 function K.done(P, status) return P .. 'done:' .. status end
@@ -73,3 +74,14 @@ function K.guard(P, name) return P .. 'guard:' .. name end
 -- never handed out twice).
 function K.leader(P, role) return P .. 'leader:' .. role end
 function K.leader_token(P, role) return P .. 'leadertoken:' .. role end
+
+-- Flows (docs/flows.md): a flow's record, and the children of a job that others wait on.
+function K.flow(P, id) return P .. 'flow:' .. id end
+function K.children(P, id) return P .. 'children:' .. id end
+
+-- Recurring schedules (docs/schedules.md): one schedule's record, every schedule by name, and the
+-- active (not paused) ones by their next occurrence (the upkeep leader fires the due ones). A name has
+-- no ':' and 'schedule:' is not a prefix of 'schedules' or 'scheddue', so no key collides.
+function K.schedule(P, name) return P .. 'schedule:' .. name end
+function K.schedules(P) return P .. 'schedules' end
+function K.schedules_due(P) return P .. 'scheddue' end

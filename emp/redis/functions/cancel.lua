@@ -7,7 +7,7 @@
   Reply    {'OK', previous status} | {'TERMINAL', status} | {'NOT_FOUND'}
   Errors   none
   Events   job_cancelled {from, reason} (also on the job's stream); a running job's id is published
-           on the `cancel` channel
+           on the `cancel` channel; then, for a job others wait on, those of its children (_flows.lua)
 ]]
 
 local function cancel(keys, args)
@@ -21,6 +21,8 @@ local function cancel(keys, args)
     dequeue(P, id, j)
   elseif prev == 'scheduled' then
     redis.call('ZREM', K.scheduled(P), id)
+  elseif prev == 'waiting' then
+    redis.call('ZREM', K.waiting(P), id)
   elseif prev == 'unworkable' then
     redis.call('ZREM', K.unworkable_queue(P, j.service, j.sig), job_member(j, id))
     redis.call('ZREM', K.unworkable(P), id)
@@ -36,6 +38,7 @@ local function cancel(keys, args)
   emit(P, now, 'job_cancelled', id, j.worker_id, j.attempt, '{"from":' .. json_str(prev) .. ',"reason":'
     .. json_str(reason) .. '}', true)
   finish(P, now, id, 'cancelled')
+  if j.flow then FLOW.ended(P, now, id, 'cancelled', j.flow) end -- flows: settle its children (_flows.lua)
   return {'OK', prev}
 end
 

@@ -1,7 +1,7 @@
 --[[
   emp_count_jobs (read-only): how many jobs each status has, for every service or one.
 
-  Without a service the indexes answer: ZCARD of scheduled, unworkable and done:<status>, the
+  Without a service the indexes answer: ZCARD of scheduled, waiting, unworkable and done:<status>, the
   queues' ZCARDs for pending (O(services x signatures)); only the running jobs are read one by one
   to tell assigned from in_progress (O(running jobs), bounded by the fleet's size).
   With a service, pending and unworkable still come from that service's own queues, but scheduled,
@@ -19,11 +19,12 @@
 ]]
 
 -- The indexes read entry by entry, in order: running jobs always, the others with a service filter.
-local WALKED = {'leases', 'scheduled', 'completed', 'failed', 'cancelled'}
+local WALKED = {'leases', 'scheduled', 'waiting', 'completed', 'failed', 'cancelled'}
 
 local function walked_key(P, name)
   if name == 'leases' then return K.leases(P) end
   if name == 'scheduled' then return K.scheduled(P) end
+  if name == 'waiting' then return K.waiting(P) end
   return K.done(P, name)
 end
 
@@ -52,6 +53,7 @@ local function count_jobs(keys, args)
       add('pending', queued(P, redis.call('SMEMBERS', K.services(P)), false))
       add('unworkable', redis.call('ZCARD', K.unworkable(P)))
       add('scheduled', redis.call('ZCARD', K.scheduled(P)))
+      add('waiting', redis.call('ZCARD', K.waiting(P)))
       for _, st in ipairs(ENDED) do add(st, redis.call('ZCARD', K.done(P, st))) end
     else
       add('pending', queued(P, {service}, false))

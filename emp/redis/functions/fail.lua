@@ -138,6 +138,7 @@ local function fail(keys, args)
       redis.call('HSET', jkey, 'status', 'cancelled', 'finished_at', fmt(now))
       emit(P, now, 'job_cancelled', id, wid, attempt, '{"reason":"cancelled in service"}', true)
       finish(P, now, id, 'cancelled')
+      if j.flow then FLOW.ended(P, now, id, 'cancelled', j.flow) end -- flows: settle its children (_flows.lua)
       outcome = {'CANCELLED'}
     else
       emit(P, now, 'job_failed', id, wid, attempt,

@@ -8,6 +8,7 @@
     active (assigned, in_progress)  by lease deadline            leases
     pending                         queue order (score, seq)     q:<svc>:<sig>, merged
     scheduled                       by run time                  scheduled
+    waiting (flow steps)            by submit time               waiting
     unworkable                      newest first                 unworkable
     failed, cancelled, completed    newest first (finish time)   done:<status>
   A cursor is "<status>|<score>|<member>": the last index entry the page looked at (score and
@@ -29,8 +30,8 @@
 
 local LIST_FIELDS = {'service', 'status', 'priority', 'attempt', 'worker_id', 'progress', 'created_at',
   'finished_at', 'failure_class', 'customer_id', 'workflow_id', 'message'}
-local EVERY_STATUS = {'active', 'pending', 'scheduled', 'unworkable', 'failed', 'cancelled', 'completed'}
-local LISTABLE = {active = true, pending = true, scheduled = true, assigned = true, in_progress = true,
+local EVERY_STATUS = {'active', 'pending', 'scheduled', 'waiting', 'unworkable', 'failed', 'cancelled', 'completed'}
+local LISTABLE = {active = true, pending = true, scheduled = true, waiting = true, assigned = true, in_progress = true,
   unworkable = true, failed = true, cancelled = true, completed = true}
 
 -- The index keys of one status, and whether it is read newest first.
@@ -45,6 +46,7 @@ local function index_of(P, st, service)
     return keys, false
   end
   if st == 'scheduled' then return {K.scheduled(P)}, false end
+  if st == 'waiting' then return {K.waiting(P)}, false end
   if st == 'assigned' or st == 'in_progress' or st == 'active' then return {K.leases(P)}, false end
   if st == 'unworkable' then return {K.unworkable(P)}, true end
   if TERMINAL[st] then return {K.done(P, st)}, true end

@@ -12,7 +12,9 @@
            Then t templates of the 13 values after the id, then n pairs: id, template number.
            A batch of copies is 13 + 2n values instead of 14n (packing the arguments is most of
            the client's time per job, and the Function judges each template once).
-  Reply    {'OK', status_1, ..., status_n}  status = pending | scheduled | unworkable
+           Flows (plain form only): 3 more values, 'FLOW', flow id, block (docs/flows.md and
+           _flows.lua FLOW.check): the listed jobs wait for their parents (status waiting).
+  Reply    {'OK', status_1, ..., status_n}  status = pending | scheduled | unworkable | waiting
   Errors   EMP_INVALID batch: ...             (bad count or argument count; nothing written)
            EMP_INVALID job <index>: <reason>  (nothing written). The limits are those of
            emp/model/job.py, from emp/defaults.py: id 1..D.JOB_ID_MAX characters without spaces,
@@ -125,7 +127,10 @@ local function job_bases(args)
     n, t = tonumber(ns), tonumber(ts)
     if not n or not t or t < 1 or t > n then return nil, nil, 'wrong argument count' end
   end
-  if n < 1 or #args ~= (t and 3 + t * NT + 2 * n or 3 + n * NF) then return nil, nil, 'wrong argument count' end
+  local last = t and 3 + t * NT + 2 * n or 3 + n * NF
+  -- Flows: the plain form may end with a flow block of 3 values (_flows.lua FLOW.check).
+  local flow_at = (not t and #args == last + 3 and args[last + 1] == 'FLOW') and last or nil
+  if n < 1 or (#args ~= last and not flow_at) then return nil, nil, 'wrong argument count' end
   if n > D.MAX_BATCH then return nil, nil, n .. ' jobs, at most ' .. D.MAX_BATCH .. ' per call' end
   local ids, bases = {}, {}
   for i = 1, n do
@@ -141,7 +146,7 @@ local function job_bases(args)
       ids[i], bases[i] = args[b + 1], b
     end
   end
-  return ids, bases, nil
+  return ids, bases, nil, flow_at
 end
 
 local function call_sliced(cmd, key, items)
@@ -164,7 +169,7 @@ end
 
 local function submit(keys, args)
   local P, max_payload = args[1], tonumber(args[2]) or D.MAX_PAYLOAD_BYTES
-  local ids, bases, bad_batch = job_bases(args)
+  local ids, bases, bad_batch, flow_at = job_bases(args)
   if bad_batch then return invalid('batch: ' .. bad_batch) end
   local n = #ids
 
@@ -186,6 +191,13 @@ local function submit(keys, args)
   local taken = 0
   for i = 1, n, SLICE do taken = taken + redis.call('EXISTS', unpack(job_keys, i, math.min(i + SLICE - 1, n))) end
   if taken > 0 then return redis.error_reply('EMP_EXISTS ' .. first_existing(P, ids, n)) end
+  -- Flows (_flows.lua): edges, parents and references checked before the first write.
+  local flow = nil
+  if flow_at then
+    local why
+    flow, why = FLOW.check(P, args, flow_at, ids, bases, seen)
+    if why then return invalid(why) end
+  end
 
   local now = now_ms()
   local first_seq = redis.call('INCRBY', K.seq(P), n) - n
@@ -223,7 +235,9 @@ local function submit(keys, args)
     local seq = first_seq + i
     local run_at = tonumber(args[b + 14])
     local status = 'pending'
-    if run_at and run_at > now then
+    if flow and flow.steps[id] then
+      status = 'waiting' -- flows: queued when its parents end (FLOW.link, FLOW.ended)
+    elseif run_at and run_at > now then
       status = 'scheduled'
     elseif flagged[sig] then
       status = 'unworkable'
@@ -237,6 +251,7 @@ local function submit(keys, args)
     if status == 'scheduled' then fields[nf + 1] = 'run_at'; fields[nf + 2] = fmt(run_at); nf = nf + 2 end
     -- Kept on the job so a requeue can bring back a signature retired meanwhile (_queue.lua ensure_sig).
     if req ~= '{}' then fields[nf + 1] = 'req'; fields[nf + 2] = req; nf = nf + 2 end
+    if flow then nf = FLOW.job_fields(flow, id, fields, nf) end
     redis.call('HSET', job_keys[i], unpack(fields, 1, nf))
     payloads[#payloads + 1] = K.payload(P, id)
     payloads[#payloads + 1] = args[b + 4]
@@ -250,7 +265,9 @@ local function submit(keys, args)
     event[6], event[8] = id, data
     append_event(P, event)
 
-    if status == 'scheduled' then
+    if status == 'waiting' then -- flows: nothing to queue; FLOW.link (after the loop) or FLOW.ended queues it
+      redis.call('ZADD', K.waiting(P), now, id) -- the index emp jobs count / list read
+    elseif status == 'scheduled' then
       redis.call('ZADD', K.scheduled(P), run_at, id)
       emit(P, now, 'job_scheduled', id, nil, nil, '{"run_at":' .. fmt(run_at) .. '}', true)
     else
@@ -308,6 +325,7 @@ local function submit(keys, args)
   end
   redis.call('SADD', K.services(P), unpack(services))
   redis.call('HINCRBY', K.stats(P), 'submitted', n)
+  if flow then FLOW.link(P, now, flow) end
   return reply
 end
 

@@ -40,6 +40,11 @@ null for files not downloaded (``temp`` previews unless ``download_temp_outputs`
 ``execution_time_s`` comes from ComfyUI's own timestamps; ``node_errors`` is there only when
 partial outputs were allowed and some were dropped.
 
+``SaveImageWebsocket`` nodes write no file: their images come only as binary frames on the socket
+(:mod:`comfyui_ws_images`). They are stored too, as ``ws_<node>_<nnnnn>_.png``, and listed under
+their node with ``"type": "websocket"``. A prompt with such nodes whose socket drops before its end
+fails as ``transient`` (frames sent meanwhile are lost for good; completing would drop images).
+
 How it talks to ComfyUI (reference: comfyui-protocol.md)
 -------------------------------------------------------
 
@@ -107,6 +112,7 @@ from emp.worker.connectors.comfyui_payload import (
 )
 from emp.worker.connectors.comfyui_progress import ProgressTracker
 from emp.worker.connectors.comfyui_session import BINARY, LOST, STATUS, PromptWatch, Router, Session
+from emp.worker.connectors.comfyui_ws_images import WsImageCollector, websocket_nodes
 from emp.worker.connectors.http import HttpService, HttpStatusError, body_sample, parse_json, status_class
 from emp.worker.connectors.options import parse_options
 from emp.worker.connectors.ws import connect_with_retry
@@ -252,7 +258,8 @@ class ComfyUIConnector:
             try:
                 async with anyio.create_task_group() as downloads:
                     prefetch = _Prefetch(self._fetch, downloads)
-                    seen = await self._follow(ctx, watch, tracker, prefetch)
+                    ws_images = WsImageCollector(websocket_nodes(job.workflow, job.output_nodes))
+                    seen = await self._follow(ctx, watch, tracker, prefetch, ws_images)
                     finished = True
                     result = await self._finish(ctx, watch.prompt_id, seen, node_errors, tracker, prefetch)
             except BaseExceptionGroup as group:  # prefetch tasks never raise: the body's own error
@@ -382,13 +389,21 @@ class ComfyUIConnector:
         return node_errors if isinstance(node_errors, dict) else {}
 
     async def _follow(
-        self, ctx: JobContext, watch: PromptWatch, tracker: ProgressTracker, prefetch: _Prefetch
+        self,
+        ctx: JobContext,
+        watch: PromptWatch,
+        tracker: ProgressTracker,
+        prefetch: _Prefetch,
+        ws_images: WsImageCollector,
     ) -> _Seen:
         """Wait for the prompt's end; what the socket (and recovery, if needed) saw of it.
 
         Files an ``executed`` event announces start downloading at once (``prefetch``), while the
-        prompt finishes: the history entry, fetched at the end, stays the record of what to keep."""
-        seen = _Seen()
+        prompt finishes: the history entry, fetched at the end, stays the record of what to keep.
+        ``SaveImageWebsocket`` images exist only as frames on the socket: they are collected here,
+        and a prompt that has such nodes fails as transient if its socket drops before the end
+        (frames sent meanwhile went to a dead socket: completing would lose images)."""
+        seen = _Seen(ws_images=ws_images)
         while True:
             got: tuple[str, dict[str, Any]] | None = None
             with anyio.move_on_after(self._wait_s(watch, seen.started)):
@@ -408,6 +423,8 @@ class ComfyUIConnector:
                     "while it was running; interrupted it",
                 )
             event, data = got
+            if _socket_images(event, data, ws_images, watch):
+                continue
             if event in (LOST, STATUS):
                 if event == LOST:
                     log.warning("job %s: socket lost with prompt %s in flight; recovering", ctx.job_id, watch.prompt_id)
@@ -421,7 +438,7 @@ class ComfyUIConnector:
                 for ref in file_refs({str(data.get("node")): data["output"]}):
                     if wanted(ref, self.settings.download_temp_outputs):
                         prefetch.start(ref)
-            if event != BINARY and tracker.feed(event, data):
+            if tracker.feed(event, data):
                 await ctx.progress(tracker.percent, tracker.message)
 
     def _wait_s(self, watch: PromptWatch, started: bool) -> float:
@@ -476,6 +493,12 @@ class ComfyUIConnector:
             raise execution_error(outcome.data)
         if outcome.kind == "interrupted":
             raise interrupted_error(outcome.data)
+        if seen.ws_images is not None and seen.ws_images.nodes and not seen.ended:
+            raise ConnectorError(
+                "transient",
+                f"prompt {prompt_id} ended out of sight of the socket (recovered from history); its "
+                "SaveImageWebsocket images were sent only over the socket: retried rather than completed without them",
+            )
         outputs = entry.get("outputs") if entry is not None else seen.ui_outputs
         refs = file_refs(outputs)
         stored = await self._download(
@@ -484,6 +507,11 @@ class ComfyUIConnector:
         by_node: dict[str, list[dict[str, Any]]] = {}
         for ref in refs:
             by_node.setdefault(ref.node_id, []).append({**ref.to_json(), "stored_as": stored.get(ref)})
+        for image in seen.ws_images.images if seen.ws_images is not None else []:
+            out = await ctx.outputs.put(image.name, image.data, image.content_type)
+            by_node.setdefault(image.node_id, []).append(
+                {"filename": image.name, "subfolder": "", "type": "websocket", "stored_as": out.name}
+            )
         result: dict[str, Any] = {"prompt_id": prompt_id, "outputs_by_node": by_node}
         seconds = execution_time_s(entry) if entry is not None else None
         if seconds is not None:
@@ -558,6 +586,25 @@ class ComfyUIConnector:
         return b"".join(chunks)
 
 
+def _socket_images(event: str, data: dict[str, Any], ws_images: WsImageCollector, watch: PromptWatch) -> bool:
+    """Socket-only images: True when the event was a binary frame (taken here, a preview or an
+    image). A lost socket fails a prompt that has SaveImageWebsocket nodes (frames sent meanwhile
+    went to a dead socket)."""
+    if event == BINARY:
+        if watch.frames:
+            ws_images.feed(watch.frames.popleft())
+        return True
+    if event == LOST and ws_images.nodes:
+        raise ConnectorError(
+            "transient",
+            f"the ComfyUI socket dropped while prompt {watch.prompt_id} ran; its SaveImageWebsocket node(s) "
+            f"{', '.join(sorted(ws_images.nodes))} send images only over the socket, so some may be lost: "
+            "the attempt is retried rather than completed without them",
+        )
+    ws_images.note(event, data)
+    return False
+
+
 class _Prefetch:
     """Output downloads started as soon as a file is known, each at most once.
 
@@ -602,12 +649,17 @@ class _Seen:
     """``executed`` outputs by node: the outputs if history has no entry."""
     entry: dict[str, Any] | None = None
     """The history entry, when recovery already fetched it."""
+    ws_images: WsImageCollector | None = None
+    """Images sent only as socket frames (SaveImageWebsocket)."""
+    ended: bool = False
+    """The socket itself said the prompt ended (``executing`` null), so no frame of it was missed."""
 
     def record(self, event: str, data: dict[str, Any]) -> bool:
         """Note one event; True once the prompt has ended (``executing`` with node null)."""
         if event == "execution_start":
             self.started = True
         elif event == "executing" and data.get("node") is None:
+            self.ended = True
             return True
         elif event == "execution_success" and self.outcome is None:
             self.outcome = Outcome("success", data)

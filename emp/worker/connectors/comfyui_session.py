@@ -13,7 +13,8 @@ Routing rules (ComfyUI ``server.py``; ``docs``: comfyui-protocol.md §5):
 - ``status`` (sent to every socket, no prompt_id) goes to the watches that lost their socket
   (:attr:`PromptWatch.orphaned`): a queue change is when a prompt they wait for may have ended.
 - Binary frames (previews, text) carry no prompt_id; ComfyUI runs one prompt at a time and sends
-  them to that prompt's socket, so they go to this session's running prompt, as a sign of life.
+  them to that prompt's socket, so they go to this session's running prompt, as a sign of life
+  and, for ``SaveImageWebsocket``, as the prompt's only copy of its images.
 - When the connection ends, every watch of prompts submitted under this session's client id gets
   a ``lost`` event: their remaining events would go to a socket that no longer exists.
 """
@@ -46,13 +47,17 @@ class PromptWatch:
 
     Besides ComfyUI's own event types it gets ``lost`` (the socket the prompt was submitted
     under is gone), ``status`` (a queue change, only while orphaned) and ``binary`` (a frame for
-    the running prompt; data ``{"size": n}``).
+    the running prompt; data ``{"size": n}``; the frame itself is appended to :attr:`frames`, one
+    per ``binary`` event, in order: previews, and the images of ``SaveImageWebsocket``, which exist
+    nowhere else).
     """
 
     def __init__(self, prompt_id: str, session: Session) -> None:
         self.prompt_id = prompt_id
         self.session = session
         self.orphaned = False
+        self.frames: deque[bytes] = deque()
+        """The binary frames, one per ``binary`` event (the reader pops one per such event)."""
         self._items: deque[Event] = deque()
         self._wakeup: anyio.Event | None = None
 
@@ -106,6 +111,7 @@ class Router:
         if isinstance(frame, bytes):
             running = self.watches.get(session.running) if session.running else None
             if running is not None:
+                running.frames.append(frame)
                 running.push(BINARY, {"size": len(frame)})
             return
         event, data = frame.get("type"), frame.get("data")
