@@ -368,6 +368,12 @@ more, but such batches belong in several requests; this bounds the memory one re
 STATS_WINDOWS_S = (60, 300, 900, 3600)
 """GET /api/stats and /metrics report these recent windows (1 min, 5 min, 15 min, 1 h)."""
 
+FLOWS_PAGE = 20
+"""GET /api/flows lists this many running flows unless asked (the dashboards show about ten)."""
+
+FLOWS_STEPS = 20
+"""... each with at most this many steps (those not ended first): bounded, whatever a flow's size."""
+
 STATS_SPARK_MINUTES = 10
 """GET /api/stats counts the jobs ended in each of the last 10 minutes (the dashboards' sparkline)."""
 

@@ -19,7 +19,7 @@ from emp.dashboard.render import STATUS_STYLE, progress_bar
 from emp.dashboard.sparkline import duration, sparkline
 from emp.dashboard.state import JobView, WorkerView
 from emp.dashboard.watch_keys import PANELS, ViewOptions
-from emp.dashboard.watch_model import Gpu, MachineCard, WatchData
+from emp.dashboard.watch_model import FlowRow, FlowStep, Gpu, MachineCard, WatchData
 
 CARD_MIN_WIDTH = 40
 """A machine card is at least this wide: a GPU line (name, util, memory, temperature) fits in it."""
@@ -390,3 +390,107 @@ def recent_panel(data: WatchData, f: Frame, height: int, width: int) -> Panel:
 def log_panel(data: WatchData, height: int) -> Panel:
     lines = list(data.fleet.log)[-max(0, height - 2) :]
     return _box("events", Group(*(_line(x, "dim") for x in lines)) if lines else _line("", "dim"), height)
+
+
+# -- flows ---------------------------------------------------------------------------------------
+
+STEP_MARK: dict[str, str] = {
+    "completed": "✓",
+    "failed": "✗",
+    "cancelled": "-",
+    "in_progress": "▶",
+    "assigned": "▶",
+    "pending": "·",
+    "waiting": "…",
+    "scheduled": "·",
+    "unworkable": "!",
+}
+"""The one-character badge of a step's state (the inline form of a flow)."""
+
+STEP_STYLE: dict[str, str] = {**STATUS_STYLE, "waiting": "dim", "": "dim"}
+
+
+def _depths(steps: Sequence[FlowStep]) -> list[int]:
+    """Each listed step's depth under its listed parents (a root, or a step whose parents are not
+    listed, is 0): parents come first in a flow's order, so one pass does."""
+    depth: dict[str, int] = {}
+    out: list[int] = []
+    for s in steps:
+        d = 1 + max((depth[p] for p in s.after if p in depth), default=-1)
+        depth[s.name] = d
+        out.append(d)
+    return out
+
+
+def _step_text(s: FlowStep, inline: bool) -> Text:
+    style = STEP_STYLE.get(s.status, "")
+    t = Text(no_wrap=True, overflow="ellipsis")
+    if inline:
+        t.append(s.name)
+        t.append(STEP_MARK.get(s.status, "?"), style=style)
+        if s.status in ("in_progress", "assigned") and s.progress:
+            t.append(f"{s.progress:.0f}%", style=style)
+        return t
+    t.append(s.name, style="bold" if s.status in ("in_progress", "assigned") else "")
+    t.append(f"  {s.status or 'expired'}", style=style)
+    if s.status in ("in_progress", "assigned", "completed", "failed"):
+        t.append(f"  {progress_bar(s.progress or 0.0, 10)}", style=style)
+    return t
+
+
+def _flow_title(fl: FlowRow, f: Frame) -> Text:
+    t = Text(no_wrap=True, overflow="ellipsis")
+    t.append(fl.id, style="bold")
+    t.append(f"  {fl.ended}/{fl.steps_total} ended", style="dim")
+    running = sum(1 for s in fl.steps if s.status in ("in_progress", "assigned"))
+    if running:
+        t.append(f" · {running} running", style="cyan")
+    if fl.created_ms and f.now_ms >= fl.created_ms:
+        t.append(f" · {duration((f.now_ms - fl.created_ms) / 1000)} old", style="dim")
+    return t
+
+
+def _flow_line(fl: FlowRow, f: Frame) -> Text:
+    """A flow on one line: its title, then each listed step as name + badge."""
+    t = _flow_title(fl, f)
+    t.append("  ")
+    for i, s in enumerate(fl.steps):
+        if i:
+            t.append(" ")
+        t.append_text(_step_text(s, inline=True))
+    if fl.more:
+        t.append(f" +{fl.more} more", style="dim")
+    return t
+
+
+def _flow_tree(fl: FlowRow, f: Frame) -> list[Text]:
+    """A flow as a tree: its title, then one line per listed step, indented under its parents."""
+    lines = [_flow_title(fl, f)]
+    for s, d in zip(fl.steps, _depths(fl.steps), strict=True):
+        t = Text("  " * d + ("└ " if d else "· "), style="dim", no_wrap=True, overflow="ellipsis")
+        t.append_text(_step_text(s, inline=False))
+        lines.append(t)
+    if fl.more:
+        lines.append(_line(f"  +{fl.more} more steps", "dim"))
+    return lines
+
+
+def flows_panel(data: WatchData, f: Frame, height: int) -> Panel:
+    """The flows not ended, the oldest first: as trees when they all fit, else one line each, cut
+    to the height with a "+N more flows" line (N counts the flows not read too)."""
+    room = max(0, height - 2)
+    flows = data.flows
+    unread = max(0, data.flows_total - len(flows))
+    trees = [_flow_tree(fl, f) for fl in flows]
+    if sum(len(t) for t in trees) + (1 if unread else 0) <= room:
+        lines = [line for t in trees for line in t]
+        hidden = unread
+    else:
+        lines = [_flow_line(fl, f) for fl in flows]
+        keep = len(lines) if len(lines) + (1 if unread else 0) <= room else max(0, room - 1)
+        hidden = len(lines) - keep + unread
+        lines = lines[:keep]
+    if hidden:
+        lines.append(_line(f"+{hidden} more flows", "dim"))
+    body: RenderableType = Group(*lines) if flows else _line("no flow running", "dim")
+    return _box(f"flows {data.flows_total}", body, height)

@@ -1,6 +1,6 @@
 """What the keys of `emp watch` do (pure): a key and the view's options in, new options out.
 
-``q`` quits; ``tab`` cycles the panels and ``1``-``4`` pick one (1 is everything at once); ``f``
+``q`` quits; ``tab`` cycles the panels and ``1``-``5`` pick one (1 is everything at once); ``f``
 cycles the service filter through the services the fleet knows (then back to none); ``/`` opens a
 prompt for a service name (``enter`` applies it, ``esc`` cancels, an empty name clears the filter);
 ``m`` cycles the machine filter the same way.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-PANELS: tuple[str, ...] = ("all", "machines", "queues", "jobs")
+PANELS: tuple[str, ...] = ("all", "machines", "queues", "jobs", "flows")
 
 TAB = "\t"
 ENTER = ("\r", "\n")
@@ -58,7 +58,7 @@ def on_key(opts: ViewOptions, key: str, services: Sequence[str] = (), machines: 
         return replace(opts, quit=True)
     if key == TAB:
         return replace(opts, panel=PANELS[(PANELS.index(opts.panel) + 1) % len(PANELS)])
-    if key in ("1", "2", "3", "4"):
+    if key in ("1", "2", "3", "4", "5"):
         return replace(opts, panel=PANELS[int(key) - 1])
     if key == "/":
         return replace(opts, prompt="")

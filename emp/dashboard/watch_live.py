@@ -31,10 +31,13 @@ from emp.dashboard.live import GAP_NOTE, LiveFleet, SnapshotLimits
 from emp.dashboard.state import FleetState
 from emp.dashboard.watch_keys import ViewOptions, on_key
 from emp.dashboard.watch_model import (
+    FLOW_STEPS_MAX,
+    FLOWS_MAX,
     RECENT_MAX,
     THROUGHPUT_MINUTES,
     WAITING_KEEP,
     WatchData,
+    flow_rows,
     machine_cards,
     prune,
     queue_rows,
@@ -43,7 +46,7 @@ from emp.dashboard.watch_model import (
 )
 from emp.dashboard.watch_view import render_watch
 from emp.model.events import Event
-from emp.redis.calls import Calls
+from emp.redis.calls import Calls, flows_active
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,7 @@ class Watcher:
         data.completed_per_min = throughput(times, "completed")
         data.failed_per_min = throughput(times, "failed")
         data.recent = recent_endings(times)
+        data.flows, data.flows_total = flow_rows(await flows_active(calls, FLOWS_MAX, FLOW_STEPS_MAX))
         data.polls += 1
         data.connected = True
         self.version += 1

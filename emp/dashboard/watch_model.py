@@ -37,6 +37,12 @@ WAITING_KEEP = 1000
 """Waiting jobs the watch keeps in its fold. With more pending jobs than this the view drops the
 newest ones; a dropped job that starts is read back by the live loop (one read per start)."""
 
+FLOWS_MAX = 10
+"""Flows (not ended) the watch reads each poll and shows, the oldest first (emp_flows_active)."""
+
+FLOW_STEPS_MAX = 20
+"""Steps read and shown per flow (those not ended first); a bigger flow shows "+N more"."""
+
 OFFLINE = "offline"
 
 ACTIVE = frozenset({JobStatus.ASSIGNED, JobStatus.IN_PROGRESS})
@@ -106,6 +112,39 @@ class Ended:
     finished_ms: int
 
 
+@dataclass(frozen=True)
+class FlowStep:
+    """One step of a flow as the flows panel shows it."""
+
+    name: str
+    status: str
+    """The job's status ('' when its record expired)."""
+    progress: float | None = None
+    after: tuple[str, ...] = ()
+    """Its parents' step names."""
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    """A flow with a step not ended (from ``emp_flows_active``)."""
+
+    id: str
+    created_ms: int
+    open: int
+    """Steps not ended (all of them, not only the listed ones)."""
+    steps_total: int
+    steps: tuple[FlowStep, ...] = ()
+
+    @property
+    def ended(self) -> int:
+        return max(0, self.steps_total - self.open)
+
+    @property
+    def more(self) -> int:
+        """Steps not listed."""
+        return max(0, self.steps_total - len(self.steps))
+
+
 @dataclass
 class WatchData:
     """Everything one frame shows. ``now_ms`` is the server's clock of the last poll (frames
@@ -127,6 +166,9 @@ class WatchData:
     note: str = ""
     """A line the header shows (a re-snapshot, Redis lost)."""
     polls: int = 0
+    flows: list[FlowRow] = field(default_factory=list)
+    """Flows not ended, the oldest first (at most FLOWS_MAX)."""
+    flows_total: int = 0
 
     def oldest_wait_s(self) -> float | None:
         waits = [q.oldest_wait_s for q in self.queues if q.pending and q.oldest_wait_s is not None]
@@ -321,6 +363,46 @@ def recent_endings(doc: Mapping[str, Any], limit: int = RECENT_MAX) -> list[Ende
     return out[:limit]
 
 
+def _float_or_none(value: object) -> float | None:
+    try:
+        return None if value in (None, "") else float(str(value))
+    except (TypeError, ValueError):
+        return None
+
+
+def flow_rows(doc: Mapping[str, Any], limit: int = FLOWS_MAX) -> tuple[list[FlowRow], int]:
+    """The flows of an ``emp_flows_active`` reply (at most ``limit``) and how many are not ended."""
+    out: list[FlowRow] = []
+    flows = doc.get("flows")
+    for f in flows if isinstance(flows, list) else []:
+        if not isinstance(f, Mapping) or not f.get("id"):
+            continue
+        steps: list[FlowStep] = []
+        raw_steps = f.get("steps")
+        for s in raw_steps if isinstance(raw_steps, list) else []:
+            if not isinstance(s, Mapping):
+                continue
+            after = s.get("after")
+            steps.append(
+                FlowStep(
+                    name=str(s.get("name") or s.get("id") or "?"),
+                    status=str(s.get("status") or ""),
+                    progress=_float_or_none(s.get("progress")),
+                    after=tuple(str(a) for a in after) if isinstance(after, list) else (),
+                )
+            )
+        out.append(
+            FlowRow(
+                id=str(f["id"]),
+                created_ms=_int_or_none(f.get("created_at")) or 0,
+                open=_int_or_none(f.get("open")) or 0,
+                steps_total=_int_or_none(f.get("steps_total")) or len(steps),
+                steps=tuple(steps),
+            )
+        )
+    return out[:limit], _int_or_none(doc.get("total")) or len(out)
+
+
 def prune(state: FleetState, ended_keep: int = ENDED_KEEP, waiting_keep: int = WAITING_KEEP) -> None:
     """Bound the fold: keep every running job, the newest ``ended_keep`` ended ones and the first
     ``waiting_keep`` waiting ones (by the order the view learnt of them)."""
@@ -349,4 +431,6 @@ def to_json(data: WatchData) -> dict[str, Any]:
         "active_jobs": [asdict(j) for j in data.active_jobs()],
         "recent": [asdict(e) for e in data.recent],
         "resnapshots": fleet.resnapshots,
+        "flows": [asdict(f) for f in data.flows],
+        "flows_total": data.flows_total,
     }

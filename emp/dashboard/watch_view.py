@@ -16,6 +16,7 @@ from rich.table import Table
 from emp.dashboard.panels import (
     Frame,
     active_panel,
+    flows_panel,
     footer,
     header,
     log_panel,
@@ -75,15 +76,22 @@ def render_watch(
         parts += [queues_panel(data, f, body_h - log_h), log_panel(data, log_h)]
     elif opts.panel == "jobs":
         parts.append(_jobs_area(data, f, body_h))
+    elif opts.panel == "flows":
+        parts.append(flows_panel(data, f, body_h))
     else:
         queue_rows = sum(1 for q in data.queues if not opts.service or q.service == opts.service)
         queues_h = max(4, min(queue_rows + 4, body_h // 3))
         machines_h = max(5, (body_h - queues_h) // 2)
+        # Flows (when any is not ended) take a slice of the jobs' height: one line a flow, at most a quarter.
+        flows_h = min(len(data.flows) + 2 + (1 if data.flows_total > len(data.flows) else 0), body_h // 4)
+        flows_h = flows_h if data.flows and flows_h >= 3 else 0
         parts += [
             machines_panel(data, f, machines_h),
             queues_panel(data, f, queues_h),
-            _jobs_area(data, f, body_h - machines_h - queues_h),
+            _jobs_area(data, f, body_h - machines_h - queues_h - flows_h),
         ]
+        if flows_h:
+            parts.append(flows_panel(data, f, flows_h))
     if extra is not None:
         parts.append(extra)
     parts.append(footer(f))

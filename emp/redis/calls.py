@@ -926,3 +926,15 @@ async def flow_cancel(calls: Calls, flow_id: str, reason: str = "") -> int:
     if reply[0] == "NOT_FOUND":
         raise JobNotFound(flow_id)
     return int(reply[1])
+
+
+# -- flows on the dashboards (docs/watch.md) -------------------------------------------------------
+
+
+async def flows_active(calls: Calls, max_flows: int, max_steps: int) -> dict[str, Any]:
+    """The flows not ended, the oldest first (at most ``max_flows``, each with at most ``max_steps``
+    steps, those not ended first): ``{"total": n, "flows": [{id, created_at, priority, open,
+    steps_total, steps: [{id, name, service, after, status, progress}]}]}`` (emp_flows_active)."""
+    reply = await calls._fcall("emp_flows_active", [calls.keys.flows], calls.p, max_flows, max_steps, ro=True)
+    data = json.loads(reply)
+    return data if isinstance(data, dict) else {"total": 0, "flows": []}

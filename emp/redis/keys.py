@@ -189,6 +189,12 @@ class Keys:
         """set: the ids of the jobs waiting on this job (--after, depends_on); expires with it."""
         return f"{self.prefix}children:{job_id}"
 
+    # Flows on the dashboards (docs/watch.md): the flows not ended, for emp_flows_active.
+    @property
+    def flows(self) -> str:
+        """zset: the id of every flow with a step not ended -> its submit time (ms); left when its last step ends."""
+        return f"{self.prefix}flows"
+
     # Recurring schedules (docs/schedules.md): a schedule's record, every schedule, the due index.
     def schedule(self, name: str) -> str:
         """hash: a schedule {name, kind, cron, tz, every_ms, missed, template, next_ms, last_fired, ...}."""

@@ -179,3 +179,25 @@ async def test_list_filters_and_fills_pages(api: Api) -> None:
     assert [j["id"] for j in page["jobs"]] == ["s1", "s2", "s3"] and page["next_cursor"]
     page = (await api.http.get("/api/jobs", params={"status": "pending", "cursor": page["next_cursor"]})).json()
     assert [j["id"] for j in page["jobs"]] == ["s4", "o1"] and page["next_cursor"] == ""
+
+
+async def test_running_flows_are_listed_oldest_first_with_their_steps(api: Api) -> None:
+    def step(name: str, *after: str) -> dict[str, object]:
+        return {"name": name, "service": "simulation", "depends_on": list(after)}
+
+    for fid in ("f1", "f2"):
+        resp = await api.http.post("/api/flows", json={"id": fid, "steps": [step("a"), step("b", "a")]})
+        assert resp.status_code == 201, resp.text
+    resp = await api.http.get("/api/flows", params={"limit": 1, "steps": 5})
+    assert resp.status_code == 200, resp.text
+    doc = resp.json()
+    assert doc["total"] == 2 and [f["id"] for f in doc["flows"]] == ["f1"]
+    [f1] = doc["flows"]
+    assert f1["open"] == 2 and f1["steps_total"] == 2
+    assert [(s["name"], s["status"], s["after"]) for s in f1["steps"]] == [
+        ("a", "pending", []),
+        ("b", "waiting", ["a"]),
+    ]
+    assert (await api.http.get("/api/flows", params={"limit": 0})).status_code == 422
+    async with api.anon() as anon:
+        assert (await anon.get("/api/flows")).status_code == 401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emp.dashboard.state import FleetState, JobView, WorkerView
-from emp.dashboard.watch_model import Badge, Ended, Gpu, MachineCard, QueueRow, WatchData
+from emp.dashboard.watch_model import Badge, Ended, FlowRow, FlowStep, Gpu, MachineCard, QueueRow, WatchData
 
 NOW = 1_700_000_000_000
 
@@ -88,4 +88,31 @@ def busy(offline: bool = False) -> WatchData:
         Ended("job-0988", "completed", "simulation", 61.0, "", NOW - 70_000),
     ]
     fleet.log.append("machine box-a ready in 41.20 s")
+    return data
+
+
+def with_flows(offline: bool = False) -> WatchData:
+    """The busy fleet running two flows: a chain of 3 half done, and a fan-out of 25 with a fan-in
+    (20 steps listed, the steps not ended first), plus one more flow not read (flows_total 3)."""
+    data = busy(offline)
+    chain = FlowRow(
+        "render-42",
+        NOW - 95_000,
+        2,
+        3,
+        (
+            FlowStep("gen", "completed", 100.0),
+            FlowStep("up", "in_progress", 45.0, ("gen",)),
+            FlowStep("notify", "waiting", None, ("up",)),
+        ),
+    )
+    fan_steps = [FlowStep("root", "completed", 100.0)]
+    fan_steps += [
+        FlowStep(f"v{i:02d}", "in_progress" if i < 2 else "pending", 30.0 if i < 2 else None, ("root",))
+        for i in range(18)
+    ]
+    fan_steps.append(FlowStep("pick", "waiting", None, tuple(f"v{i:02d}" for i in range(24))))
+    fan = FlowRow("gallery-7", NOW - 30_000, 25, 26, tuple(fan_steps))
+    data.flows = [chain, fan]
+    data.flows_total = 3
     return data

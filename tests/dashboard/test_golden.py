@@ -12,7 +12,7 @@ import pytest
 from emp.dashboard.watch_keys import ViewOptions
 from emp.dashboard.watch_model import WatchData
 from emp.dashboard.watch_view import frame_text
-from tests.dashboard.fleets import busy, empty
+from tests.dashboard.fleets import busy, empty, with_flows
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -24,6 +24,10 @@ CASES: dict[str, tuple[WatchData, int, int, ViewOptions]] = {
     "machines_panel_100x30": (busy(offline=True), 100, 30, ViewOptions(panel="machines")),
     "queues_panel_100x24": (busy(), 100, 24, ViewOptions(panel="queues")),
     "jobs_panel_filtered_100x24": (busy(), 100, 24, ViewOptions(panel="jobs", service="comfyui")),
+    "flows_busy_160x50": (with_flows(), 160, 50, ViewOptions()),
+    "flows_narrow_60x30": (with_flows(offline=True), 60, 30, ViewOptions()),
+    "flows_panel_100x40": (with_flows(), 100, 40, ViewOptions(panel="flows")),
+    "flows_panel_short_100x16": (with_flows(), 100, 16, ViewOptions(panel="flows")),
 }
 
 
@@ -63,3 +67,20 @@ def test_a_screen_that_reads_no_keys_lists_none() -> None:
     drawn_only = frame_text(busy(), 100, 24, ViewOptions(keys=False)).splitlines()[-1]
     assert "q quit" in watching
     assert "q quit" not in drawn_only and "Ctrl-C" in drawn_only
+
+
+def test_flows_panel_lists_each_flow_with_its_steps_bounded() -> None:
+    tree = frame_text(with_flows(), 100, 40, ViewOptions(panel="flows"))
+    assert "render-42  1/3 ended · 1 running" in tree
+    assert "└ up  in_progress" in tree and "└ notify  waiting" in tree
+    assert "+6 more steps" in tree  # 26 steps, 20 listed
+    assert "+1 more flows" in tree  # flows_total 3, two read
+    short = frame_text(with_flows(), 100, 16, ViewOptions(panel="flows"))
+    assert "render-42" in short and "gen✓ up▶45% notify…" in short  # one line a flow when trees do not fit
+    empty_frame = frame_text(busy(), 100, 24, ViewOptions(panel="flows"))
+    assert "no flow running" in empty_frame
+
+
+def test_the_all_view_shows_flows_only_when_there_are_some() -> None:
+    assert "flows 3" in frame_text(with_flows(), 160, 50, ViewOptions())
+    assert "flows 3" not in frame_text(busy(), 160, 50, ViewOptions())

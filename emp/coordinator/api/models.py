@@ -239,6 +239,31 @@ class FlowOut(BaseModel):
     steps: list[FlowStepOut]
 
 
+class ActiveFlowStepOut(BaseModel):
+    id: str
+    name: str
+    service: str
+    after: list[str] = Field(description="The names of the steps it waits for")
+    status: str = Field(description="A job status, or '' when its job expired")
+    progress: float | None = None
+
+
+class ActiveFlowOut(BaseModel):
+    id: str
+    created_at: int | None = None
+    priority: int | None = None
+    open: int = Field(description="Steps not ended")
+    steps_total: int
+    steps: list[ActiveFlowStepOut] = Field(description="At most `steps` of them, those not ended first")
+
+
+class ActiveFlowsOut(BaseModel):
+    """GET /api/flows: the flows not ended, the oldest first."""
+
+    total: int = Field(description="Flows not ended")
+    flows: list[ActiveFlowOut]
+
+
 class FlowEdgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -29,6 +29,7 @@ from emp.coordinator.settings import CoordinatorSettings
 from emp.dashboard.watch_model import throughput  # the sparkline's counts, as emp watch draws them
 from emp.errors import JobValidationError
 from emp.model.job import check_batch_size, parse_submission
+from emp.redis.calls import flows_active
 from emp.redis.client import ANY_REDIS_ERROR, UNREACHABLE_ERRORS
 
 __all__ = ["CLIENT", "ROUTES", "SETTINGS", "STOPPING", "Param", "Route"]
@@ -379,6 +380,51 @@ async def submit_flow(request: web.Request) -> web.StreamResponse:
     return _json(m.FlowOut.model_validate(state.to_json()), 201)
 
 
+def _num(v: Any) -> float | None:
+    try:
+        return float(v) if v not in (None, "") else None
+    except (TypeError, ValueError):
+        return None
+
+
+def active_flows_out(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """emp_flows_active's JSON (loosely typed: Lua text, and cjson writes an empty list as {}) in the
+    API's types."""
+    flows = []
+    for f in doc.get("flows") or []:
+        created, priority = _num(f.get("created_at")), _num(f.get("priority"))
+        steps = [
+            {
+                "id": str(s.get("id", "")),
+                "name": str(s.get("name", "")),
+                "service": str(s.get("service", "")),
+                "after": [str(a) for a in s.get("after") or [] if isinstance(a, str)],
+                "status": str(s.get("status", "")),
+                "progress": _num(s.get("progress")),
+            }
+            for s in f.get("steps") or []
+            if isinstance(s, Mapping)
+        ]
+        flows.append(
+            {
+                "id": str(f.get("id", "")),
+                "created_at": None if created is None else int(created),
+                "priority": None if priority is None else int(priority),
+                "open": int(_num(f.get("open")) or 0),
+                "steps_total": int(_num(f.get("steps_total")) or 0),
+                "steps": steps,
+            }
+        )
+    return {"total": int(_num(doc.get("total")) or 0), "flows": flows}
+
+
+async def list_flows(request: web.Request) -> web.StreamResponse:
+    limit = _int_param(request, "limit", defaults.FLOWS_PAGE, 1, defaults.LIST_PAGE_MAX)
+    steps = _int_param(request, "steps", defaults.FLOWS_STEPS, 0, defaults.LIST_PAGE_MAX)
+    doc = await flows_active(await _client(request).calls(), limit, steps)
+    return _json(m.ActiveFlowsOut.model_validate(active_flows_out(doc)))
+
+
 async def get_flow(request: web.Request) -> web.StreamResponse:
     flow_id = request.match_info["id"]
     state = await _client(request).flow(flow_id)
@@ -440,6 +486,15 @@ ROUTES: tuple[Route, ...] = (
           response=m.FlowOut, status=201, errors=(409, 413, 422, 503),
           body={"description": "A flow document: {id?, priority?, steps: [{name, service, depends_on, ...job}]}",
                 "schemas": ["FlowRequest"], "models": (m.FlowRequest,), "jobs_array": False}),
+    Route("GET", "/api/flows", list_flows, "The flows not ended, the oldest first, with their steps' states", "flows",
+          response=m.ActiveFlowsOut, errors=(422, 503), params=(
+              Param("limit", "query", f"Flows, 1 to {defaults.LIST_PAGE_MAX}",
+                    {"type": "integer", "minimum": 1, "maximum": defaults.LIST_PAGE_MAX,
+                     "default": defaults.FLOWS_PAGE}),
+              Param("steps", "query", f"Steps per flow, 0 to {defaults.LIST_PAGE_MAX} (those not ended first)",
+                    {"type": "integer", "minimum": 0, "maximum": defaults.LIST_PAGE_MAX,
+                     "default": defaults.FLOWS_STEPS}),
+          )),
     Route("GET", "/api/flows/{id}", get_flow, "A flow and each step's state, progress and result", "flows",
           response=m.FlowOut, params=(Param("id", "path", "The flow's id", required=True),), errors=(404, 503)),
     Route("GET", "/api/workers", list_workers, "Live workers", "fleet", response=m.WorkersOut, errors=(503,)),

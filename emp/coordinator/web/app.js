@@ -4,7 +4,7 @@
 
 import { $, clock, fill, h, safeLink } from "./dom.js";
 import { ACTIVE, TERMINAL, applyEvent, applyMachines, applySnapshot, applyStats, emptyState } from "./state.js";
-import { renderAll } from "./view.js";
+import { flowOfJob, renderAll, renderFlows } from "./view.js";
 
 const TOKEN_KEY = "emp.token";
 const NEEDS_TOKEN = document.body.dataset.auth === "token";
@@ -21,6 +21,16 @@ let machinesTimer = 0;
 let detailId = "";
 let detailTimer = 0;
 let noticeTimer = 0;
+// Flows (docs/web.md): a step's job id is `<flow id>.<step name>`, so a job seen in the feed names a
+// candidate flow, read from GET /api/flows/{id} (at most FLOW_FETCHES_PER_TICK a tick; a candidate
+// that is no flow is remembered, so it is asked once). A known flow is read again while it runs
+// and one of its steps had an event; an ended one is kept (the newest KEEP_ENDED_FLOWS).
+const FLOW_TICK_MS = 1000;
+const FLOW_FETCHES_PER_TICK = 10;
+const KEEP_ENDED_FLOWS = 5;
+const NOT_FLOW_MAX = 5000;
+const flows = new Map(); // flow id -> {doc, dirty}
+const notFlows = new Set();
 let snapshots = 0; // snapshots received; shown (data-snapshots on #conn) once drawn, for tests
 
 class Unauthorized extends Error {}
@@ -155,15 +165,97 @@ function onMessage(text) {
       showNotice(`The view started over (${msg.reason}): ${msg.note || ""}`);
     }
     if (detailId) refreshDetailSoon(0);
+    for (const job of state.jobs.values()) noteFlowJob(job.id, job.workflow_id);
   } else if (msg.type === "event" || msg.type === "events") {
     for (const ev of msg.type === "events" ? msg.events || [] : [msg]) {
       const changed = applyEvent(state, ev);
+      if (changed) noteFlowJob(changed);
       if (changed && changed === detailId && ev.event !== "job_progress") refreshDetailSoon(300);
     }
   } else if (msg.type === "error") {
     showNotice(`monitor: ${msg.error}`);
   }
   scheduleRender();
+}
+
+// -- flows -----------------------------------------------------------------------------------------
+
+function flowIdOf(jobId) {
+  const dot = String(jobId).lastIndexOf(".");
+  return dot > 0 ? String(jobId).slice(0, dot) : "";
+}
+
+function noteFlowJob(jobId, workflowId) {
+  for (const fid of [flowIdOf(jobId), workflowId || ""]) {
+    if (!fid || notFlows.has(fid)) continue;
+    const known = flows.get(fid);
+    if (known) known.dirty = true;
+    else flows.set(fid, { doc: null, dirty: true });
+  }
+}
+
+async function loadFlow(fid) {
+  const entry = flows.get(fid);
+  if (!entry) return;
+  entry.dirty = false;
+  const resp = await api(`/api/flows/${encodeURIComponent(fid)}`);
+  if (resp.status === 404) {
+    flows.delete(fid);
+    if (notFlows.size >= NOT_FLOW_MAX) notFlows.clear();
+    if (!entry.doc) notFlows.add(fid);
+    return;
+  }
+  if (!resp.ok) {
+    entry.dirty = true; // read again next tick
+    return;
+  }
+  entry.doc = await resp.json();
+  flows.delete(fid); // to the end of the line: the next tick reads the others first
+  flows.set(fid, entry);
+  if (entry.doc.status === "running") entry.dirty = true; // progress moves without a feed event per step
+}
+
+// The running flows the feed has not named yet (submitted before the page opened, or quiet): listed
+// from GET /api/flows every FLOW_LIST_EVERY ticks, then read like the others.
+const FLOW_LIST_EVERY = 5;
+let flowTicks = 0;
+
+async function listRunningFlows() {
+  const resp = await api("/api/flows?limit=10&steps=0");
+  if (!resp.ok) return;
+  const doc = await resp.json();
+  for (const f of doc.flows || []) {
+    if (f && f.id && !flows.has(f.id)) flows.set(f.id, { doc: null, dirty: true });
+  }
+}
+
+async function flowTick() {
+  if (document.hidden || $("main").hidden) return;
+  if (flowTicks++ % FLOW_LIST_EVERY === 0) {
+    try {
+      await listRunningFlows();
+    } catch {
+      // the next listing tries again
+    }
+  }
+  const due = [...flows.entries()].filter(([, f]) => f.dirty).slice(0, FLOW_FETCHES_PER_TICK);
+  if (!due.length) return;
+  try {
+    await Promise.all(due.map(([fid]) => loadFlow(fid)));
+  } catch {
+    return; // the next tick tries again
+  }
+  const ended = [...flows.entries()].filter(([, f]) => f.doc && f.doc.status !== "running");
+  for (const [fid] of ended.slice(0, Math.max(0, ended.length - KEEP_ENDED_FLOWS))) flows.delete(fid);
+  scheduleRender();
+  if (detailId && due.some(([fid]) => fid === flowIdOf(detailId))) drawDetailFlow();
+}
+
+setInterval(flowTick, FLOW_TICK_MS);
+
+function drawDetailFlow() {
+  const entry = flows.get(flowIdOf(detailId));
+  fill($("detail-flow"), entry && entry.doc ? flowOfJob(entry.doc, detailId) : "");
 }
 
 async function pollMachines() {
@@ -206,6 +298,7 @@ function scheduleRender() {
         frameQueued = false;
         lastFrame = performance.now();
         renderAll(state);
+        renderFlows(flows);
         drawDetailLive();
         $("conn").dataset.snapshots = String(snapshots);
       }),
@@ -241,6 +334,7 @@ function openDetail(id) {
   $("detail-id").textContent = id;
   $("detail-answer").textContent = "";
   fill($("detail-body"), h("p", { class: "muted" }, "loading…"));
+  fill($("detail-flow"));
   drawDetailLive();
   refreshDetailSoon(0);
 }
@@ -271,6 +365,8 @@ async function loadDetail() {
   const job = await resp.json();
   if (id !== detailId) return;
   fill($("detail-body"), detailBody(job));
+  noteFlowJob(id);
+  drawDetailFlow();
   drawDetailLive(job.status);
 }
 

@@ -209,3 +209,71 @@ export function renderAll(state) {
   renderRecent(state);
   renderLog(state);
 }
+
+// -- flows -----------------------------------------------------------------------------------------
+
+export const TOP_FLOWS = 10;
+export const TOP_FLOW_STEPS = 20;
+
+// The flows the page knows (app.js reads them from GET /api/flows/{id}): the ones not ended first,
+// then the ones that ended lately; each step with its state and progress, a link to its job.
+export function renderFlows(flows) {
+  const all = [...flows.values()].filter((f) => f.doc);
+  const open = all.filter((f) => f.doc.status === "running").sort((a, b) => (a.doc.created_at || 0) - (b.doc.created_at || 0) || (a.doc.id < b.doc.id ? -1 : 1));
+  const shown = [...open, ...all.filter((f) => f.doc.status !== "running").reverse()].slice(0, TOP_FLOWS);
+  $("flows-count").textContent = `${open.length} running` + (all.length > shown.length ? ` (${all.length - shown.length} more)` : "");
+  if (!shown.length) {
+    fill($("flows"), h("p", { class: "muted" }, "no flow seen since this page opened"));
+    return;
+  }
+  fill(
+    $("flows"),
+    shown.map((f) => {
+      const steps = f.doc.steps || [];
+      const ended = steps.filter((s) => TERMINAL.has(s.status) || s.status === "expired").length;
+      return h(
+        "div",
+        { class: "flow", data: { flow: f.doc.id, state: f.doc.status } },
+        h("h3", {}, h("span", { class: "mono" }, f.doc.id), " ", statusBadge(f.doc.status), h("span", { class: "muted" }, ` ${ended}/${steps.length} ended`)),
+        h(
+          "table",
+          { class: "grid" },
+          h(
+            "tbody",
+            {},
+            steps.slice(0, TOP_FLOW_STEPS).map((s) =>
+              h(
+                "tr",
+                { data: { step: s.name, status: s.status } },
+                h("td", {}, jobLink(s.id)),
+                h("td", {}, statusBadge(s.status)),
+                h("td", {}, ACTIVE.has(s.status) || s.status === "completed" ? progressBar(s.status === "completed" ? 100 : s.progress) : ""),
+                h("td", { class: "muted" }, (s.depends_on || []).map((e) => (e.on === "completed" ? e.step : `${e.step} (${e.on})`)).join(", ")),
+              ),
+            ),
+            steps.length > TOP_FLOW_STEPS ? h("tr", {}, h("td", { class: "muted" }, `+${steps.length - TOP_FLOW_STEPS} more steps`)) : "",
+          ),
+        ),
+      );
+    }),
+  );
+}
+
+// The flow part of a job's detail: its flow, parents and children (from the flow's steps).
+export function flowOfJob(flow, jobId) {
+  const steps = (flow && flow.steps) || [];
+  const me = steps.find((s) => s.id === jobId);
+  if (!me) return "";
+  const byName = new Map(steps.map((s) => [s.name, s]));
+  const parents = (me.depends_on || []).map((e) => byName.get(e.step)).filter(Boolean);
+  const children = steps.filter((s) => (s.depends_on || []).some((e) => e.step === me.name));
+  const links = (list) => (list.length ? list.map((s) => [jobLink(s.id), " ", statusBadge(s.status), " "]) : h("span", { class: "muted" }, "none"));
+  return h(
+    "div",
+    { class: "flow-of", data: { flow: flow.id } },
+    h("h3", {}, "flow"),
+    h("p", {}, h("span", { class: "mono" }, flow.id), " ", statusBadge(flow.status), ` step ${me.name}`),
+    h("p", { class: "parents" }, "parents: ", links(parents)),
+    h("p", { class: "children" }, "children: ", links(children)),
+  );
+}

@@ -29,8 +29,9 @@ end
 function FLOW.step_ended(P, now, flow)
   if not nonempty(flow) or flow == '~' then return end
   local fkey = K.flow(P, flow)
-  if redis.call('EXISTS', fkey) == 0 then return end
+  if redis.call('EXISTS', fkey) == 0 then redis.call('ZREM', K.flows(P), flow); return end
   if redis.call('HINCRBY', fkey, 'open', -1) <= 0 then
+    redis.call('ZREM', K.flows(P), flow) -- the dashboards' index of flows not ended (emp_flows_active)
     redis.call('HSET', fkey, 'finished_at', fmt(now))
     redis.call('EXPIRE', fkey, RETENTION_TTL)
   end
@@ -291,6 +292,7 @@ function FLOW.link(P, now, f)
       end
     end
     redis.call('HSET', K.flow(P, f.id), unpack(fields))
+    redis.call('ZADD', K.flows(P), now, f.id) -- the dashboards' index (emp_flows_active); left in step_ended
   end
   local work = {}
   for _, cid in ipairs(f.order) do

@@ -78,6 +78,9 @@ function K.leader_token(P, role) return P .. 'leadertoken:' .. role end
 -- Flows (docs/flows.md): a flow's record, and the children of a job that others wait on.
 function K.flow(P, id) return P .. 'flow:' .. id end
 function K.children(P, id) return P .. 'children:' .. id end
+-- Flows on the dashboards (docs/watch.md): the flows not ended, by submit time ('flows' is not
+-- 'flow:' + anything: a key has the ':' after 'flow').
+function K.flows(P) return P .. 'flows' end
 
 -- Recurring schedules (docs/schedules.md): one schedule's record, every schedule by name, and the
 -- active (not paused) ones by their next occurrence (the upkeep leader fires the due ones). A name has
