@@ -141,6 +141,7 @@ _register_optional("coordinator")
 _register_optional("watch")
 _register_optional("flow")  # flows: dependent jobs (docs/flows.md)
 _register_optional("schedule")  # schedules: recurring jobs (docs/schedules.md)
+_register_optional("acl")  # Redis ACL lines per role (docs/security.md)
 
 
 def main() -> None:
