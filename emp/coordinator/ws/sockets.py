@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -71,8 +72,9 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class _Socket:
-    """What both kinds of socket share: the outbox, the sender task, the read loop."""
+class _Socket(ABC):
+    """What both kinds of socket share: the outbox, the sender task, the read loop. Each kind says
+    how it leaves the hub, resyncs, handles a client message and delivers events."""
 
     def __init__(self, hub: Hub, ws: web.WebSocketResponse) -> None:
         self.hub = hub
@@ -143,18 +145,21 @@ class _Socket:
     async def send(self, text: str) -> None:
         await self.ws.send_str(text)
 
+    @abstractmethod
     def detach(self) -> None:
-        raise NotImplementedError
+        """Leave the hub (the socket closed)."""
 
+    @abstractmethod
     async def resync(self, reason: str) -> None:
-        raise NotImplementedError
+        """Start over from a fresh read of Redis (after a gap, a restart, or falling behind)."""
 
+    @abstractmethod
     async def handle(self, raw: str | None) -> None:
-        raise NotImplementedError
+        """One message the client sent."""
 
+    @abstractmethod
     async def deliver(self, items: list[Any]) -> None:
         """Send the queued events ``items`` (in order)."""
-        raise NotImplementedError
 
 
 # -- /ws/monitor --------------------------------------------------------------------------------
