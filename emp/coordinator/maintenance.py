@@ -167,6 +167,41 @@ async def detect_unworkable(calls: Calls, grace_s: float, *, page: int = default
     return marked, revived
 
 
+async def maintain_pages(calls: Calls, page: int, max_lost: int) -> tuple[int, int, int | None]:
+    """emp_maintain a page at a time (at most MAX_PAGES): (promoted, requeued, next due ms)."""
+    promoted = requeued = 0
+    next_due: int | None = None
+    for _ in range(MAX_PAGES):
+        p, r, next_due = await calls.maintain(page, max_lost)
+        promoted, requeued = promoted + p, requeued + r
+        if p < page and r < page:
+            break
+    return promoted, requeued, next_due
+
+
+async def cleanup_pages(calls: Calls, page: int) -> tuple[int, int]:
+    """emp_cleanup a page at a time (at most MAX_PAGES): (index entries trimmed, workers marked offline)."""
+    trimmed = offline = 0
+    for _ in range(MAX_PAGES):
+        t, o = await calls.cleanup(page)
+        trimmed, offline = trimmed + t, offline + o
+        if t < page and o < page:
+            break
+    return trimmed, offline
+
+
+async def retire_pages(calls: Calls, retire_grace_s: float) -> int:
+    """emp_retire_signatures until its round is done (at most MAX_PAGES calls): signatures retired."""
+    retired = 0
+    retire_grace_ms = max(0, int(retire_grace_s * 1000))
+    for _ in range(MAX_PAGES):
+        n, round_done = await calls.retire_signatures(retire_grace_ms)
+        retired += n
+        if round_done:
+            break
+    return retired
+
+
 async def run_maintenance_once(
     calls: Calls,
     *,
@@ -177,29 +212,10 @@ async def run_maintenance_once(
 ) -> MaintenanceReport:
     """One full pass (no guard: see :func:`run_guarded_pass`). Each step is bounded by pages."""
     t0 = time.perf_counter()
-    promoted = requeued = 0
-    next_due: int | None = None
-    for _ in range(MAX_PAGES):
-        p, r, next_due = await calls.maintain(page, max_lost)
-        promoted += p
-        requeued += r
-        if p < page and r < page:
-            break
-    trimmed = offline = 0
-    for _ in range(MAX_PAGES):
-        t, o = await calls.cleanup(page)
-        trimmed += t
-        offline += o
-        if t < page and o < page:
-            break
+    promoted, requeued, next_due = await maintain_pages(calls, page, max_lost)
+    trimmed, offline = await cleanup_pages(calls, page)
     marked, revived = await detect_unworkable(calls, grace_s, page=page)
-    retired = 0
-    retire_grace_ms = max(0, int(retire_grace_s * 1000))
-    for _ in range(MAX_PAGES):
-        n, round_done = await calls.retire_signatures(retire_grace_ms)
-        retired += n
-        if round_done:
-            break
+    retired = await retire_pages(calls, retire_grace_s)
     return MaintenanceReport(
         promoted=promoted,
         requeued=requeued,

@@ -41,7 +41,7 @@ import anyio
 from emp import defaults
 from emp.coordinator.leader import LeaderElection
 from emp.coordinator.lease_policy import LeasePolicy, SlowSteps
-from emp.coordinator.maintenance import MAX_PAGES, detect_unworkable
+from emp.coordinator.maintenance import MAX_PAGES, cleanup_pages, detect_unworkable, maintain_pages, retire_pages
 from emp.errors import JobValidationError
 from emp.model.schedule import Missed, ScheduleError, Timing, plan
 from emp.redis.calls import Calls, Fence, NotLeader, UpkeepCalls
@@ -101,34 +101,19 @@ async def run_upkeep_pass(
 ) -> UpkeepReport:
     """One pass, in the order of the module doc; raises :class:`NotLeader` as soon as a call is fenced."""
     t0 = time.perf_counter()
-    promoted = requeued = 0
-    for _ in range(MAX_PAGES):
-        p, r, _due = await calls.maintain(page, max_lost)
-        promoted, requeued = promoted + p, requeued + r
-        if p < page and r < page:
-            break
+    promoted, requeued, _due = await maintain_pages(calls, page, max_lost)
     machines = 0
     for _ in range(MAX_PAGES):
         n = await calls.machines_offline(page)
         machines += n
         if n < page:
             break
-    trimmed = offline = 0
-    for _ in range(MAX_PAGES):
-        t, o = await calls.cleanup(page)
-        trimmed, offline = trimmed + t, offline + o
-        if t < page and o < page:
-            break
+    trimmed, offline = await cleanup_pages(calls, page)
     fired, skipped = await fire_schedules(calls, grace_ms=round(schedule_grace_s * 1000))
     marked = revived = retired = 0
     if slow:
         marked, revived = await detect_unworkable(calls, grace_s, page=page)
-        retire_grace_ms = max(0, int(retire_grace_s * 1000))
-        for _ in range(MAX_PAGES):
-            n, round_done = await calls.retire_signatures(retire_grace_ms)
-            retired += n
-            if round_done:
-                break
+        retired = await retire_pages(calls, retire_grace_s)
     return UpkeepReport(
         promoted=promoted,
         requeued=requeued,
