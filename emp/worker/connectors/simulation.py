@@ -18,13 +18,21 @@ built against ``comfyui-sim`` before any GPU exists, as the original system allo
 - ``a1111``: ``prompt`` is required; ``steps`` defaults to 20; ``batch_size`` PNG outputs.
 - ``ollama``: ``model`` and ``prompt`` or ``messages`` are required; one step per 8 words of a
   made-up answer; the result has ``response`` and the counters Ollama reports.
+
+Execution log (for the history checker, emp/model/history.py): when the environment variable
+``EMP_SIM_EXEC_LOG`` names a file, every attempt appends a ``start`` line when it begins and an
+``end`` line when it stops running (however it stops), with wall-clock ms and this process's pid.
+That is what the service "saw": a zombie that keeps running after its lease was lost shows there,
+never in the broker's events.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import struct
+import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -38,6 +46,18 @@ from emp.worker.connectors.options import parse_options
 FAIL_MODES = ("transient", "malformed", "resource_exhausted", "crash", "hang")
 MODELS = ["simulation-model-v1", "simulation-model-v2"]
 IMITATIONS = ("comfyui", "a1111", "ollama")
+EXEC_LOG_ENV = "EMP_SIM_EXEC_LOG"
+
+
+def _log_execution(ctx: JobContext, phase: str) -> None:
+    path = os.environ.get(EXEC_LOG_ENV)
+    if not path:
+        return
+    line = {"job": ctx.job_id, "attempt": ctx.attempt, "runner": str(os.getpid()), "phase": phase}
+    line["t_ms"] = time.time() * 1000
+    # One write() of a short line with O_APPEND: lines of concurrent processes never interleave.
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(line) + "\n")
 
 
 def _int(payload: Mapping[str, Any], key: str, default: int) -> int:
@@ -73,6 +93,13 @@ class SimulationConnector:
         return cls(SimulationSettings(**values))
 
     async def run(self, ctx: JobContext) -> Any:
+        _log_execution(ctx, "start")
+        try:
+            return await self._run(ctx)
+        finally:
+            _log_execution(ctx, "end")
+
+    async def _run(self, ctx: JobContext) -> Any:
         payload = ctx.payload
         imitate = self.settings.imitate
         default_steps, names = 10, list[str]()
