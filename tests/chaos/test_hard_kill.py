@@ -21,10 +21,12 @@ async def test_sigkill_mid_job_requeues_once_and_the_run_checks_clean(tmp_path: 
         run.start_worker("--id", "other", "--lease-ttl", "2")
         await run.submit([sim_wire(f"j{i}", steps=10, step_ms=100) for i in range(20)])
 
+        calls = run.calls
+
         async def victim_running() -> str | None:
             for job_id in run.accepted:
-                job = await run.calls.get_job(job_id, events=0)  # type: ignore[union-attr]
-                if job and job.worker_id == "victim" and job.status == JobStatus.IN_PROGRESS and (job.progress or 0) > 0:
+                job = await calls.get_job(job_id, events=0)
+                if job and job.worker_id == "victim" and job.status == JobStatus.IN_PROGRESS and job.progress:
                     return job_id
             return None
 
