@@ -31,6 +31,7 @@ chromium:
 	@scripts/ensure-chromium
 
 test: setup redis-server chromium
+	@scripts/ensure-test-tools
 	$(BIN)/pytest
 
 lint: setup

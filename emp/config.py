@@ -9,7 +9,8 @@ Legacy variable names of the original system are accepted where they mean the sa
 ``WORKER_WORKFLOW_ID``. The ``EMP_`` name wins when both are set.
 
 Secrets: the Redis URL may carry a password. It is left out of ``repr(settings)``; print it only
-through :func:`redacted_url`.
+through :func:`redacted_url`. ``EMP_REDIS_PASSWORD`` (used when the URL has none) is a SecretStr,
+out of reprs too; it reaches redis-py only through :meth:`Settings.connect_options`.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import json
 import os
 import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 from emp import defaults
 from emp.errors import ConfigError
+
+if TYPE_CHECKING:
+    from emp.redis.client import ConnectOptions
 
 __all__ = ["Settings", "default_state_dir", "load_settings", "redacted_url"]
 
@@ -57,12 +61,26 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, repr=False, validation_alias=_env("EMP_REDIS_URL", "HUB_REDIS_URL", "REDIS_URL")
     )
+    # TLS and login beyond the URL (docs/security.md). Declared after redis_url: their checks read it.
+    redis_ca_file: Path | None = Field(default=None, validation_alias=_env("EMP_REDIS_CA_FILE"))
+    """The CA bundle that signed the server's certificate (rediss:// URLs; default: the system's CAs)."""
+    redis_cert_file: Path | None = Field(default=None, validation_alias=_env("EMP_REDIS_CERT_FILE"))
+    """A client certificate (PEM), for a server started with ``tls-auth-clients yes``."""
+    redis_key_file: Path | None = Field(default=None, validation_alias=_env("EMP_REDIS_KEY_FILE"))
+    """The client certificate's private key, when it is not in the certificate file."""
+    redis_username: str | None = Field(default=None, validation_alias=_env("EMP_REDIS_USERNAME"))
+    """The ACL user, when the URL names none."""
+    redis_password: SecretStr | None = Field(default=None, repr=False, validation_alias=_env("EMP_REDIS_PASSWORD"))
+    """The password, when the URL has none: keeps it out of the URL, and so out of anything that
+    shows the URL."""
     namespace: str = Field(default=defaults.NAMESPACE, validation_alias=_env("EMP_NAMESPACE"))
 
     lease_ttl_s: float = Field(
         default=defaults.LEASE_TTL_S, gt=0, validation_alias=_env("EMP_LEASE_TTL", "EMP_LEASE_TTL_S")
     )
     worker_ttl_s: float = Field(default=defaults.WORKER_TTL_S, gt=0)
+    redis_timeout_s: float = Field(default=defaults.WORKER_REDIS_TIMEOUT_S, gt=0)
+    """How long a worker waits for one Redis reply (EMP_REDIS_TIMEOUT_S)."""
     idle_poll_s: float = Field(default=defaults.IDLE_POLL_S, gt=0)
     # At most the library's TTL of an ended job (set by the Function that ends it): the coordinators'
     # upkeep deletes ended jobs sooner when this is shorter, but nothing keeps them longer.
@@ -110,7 +128,38 @@ class Settings(BaseSettings):
             raise ValueError("must be non-empty, without braces, colons or spaces")
         return value
 
-    @field_validator("redis_url", "worker_id", "worker_workflow_id", "output_url", mode="before")
+    @field_validator("redis_ca_file", "redis_cert_file", "redis_key_file")
+    @classmethod
+    def _check_tls_file(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Each file is loaded here as the first connection will load it: a bad file is one clear
+        # setting error at start, not an "[SSL] PEM lib" (or a pass phrase prompt) later.
+        cert = info.data.get("redis_cert_file")
+        if value is None:
+            if info.field_name == "redis_key_file" and cert is not None:
+                _load_client_cert(cert, None)
+            return None
+        path = value.expanduser()
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+        url = info.data.get("redis_url")
+        if url:
+            from emp.redis.client import is_tls_url
+
+            # A certificate set for a plain URL: TLS was meant, and the password would go in clear.
+            if not is_tls_url(url):
+                raise ValueError("the Redis URL is not rediss:// (TLS): use rediss:// or unset this")
+        if info.field_name == "redis_ca_file":
+            _load_ca(path)
+        elif info.field_name == "redis_key_file":
+            if cert is None:
+                raise ValueError("a key file needs EMP_REDIS_CERT_FILE (the client certificate) too")
+            _load_client_cert(cert, path)
+        return path
+
+    @field_validator("redis_url", "worker_id", "worker_workflow_id", "output_url", "redis_username", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         # `export WORKER_ID=` in a shell script means "not set", not "the empty id".
@@ -134,6 +183,42 @@ class Settings(BaseSettings):
     def redacted_url(self) -> str:
         """The Redis URL with its password hidden, safe to print; ``(not set)`` when there is none."""
         return redacted_url(self.redis_url)
+
+    def connect_options(self) -> ConnectOptions:
+        """The TLS files and login for :func:`emp.redis.client.connect` (the one place they are read)."""
+        from emp.redis.client import ConnectOptions
+
+        return ConnectOptions(
+            ca_file=None if self.redis_ca_file is None else str(self.redis_ca_file),
+            cert_file=None if self.redis_cert_file is None else str(self.redis_cert_file),
+            key_file=None if self.redis_key_file is None else str(self.redis_key_file),
+            username=self.redis_username,
+            password=None if self.redis_password is None else self.redis_password.get_secret_value(),
+        )
+
+
+def _load_ca(path: Path) -> None:
+    import ssl
+
+    try:
+        ssl.create_default_context().load_verify_locations(cafile=str(path))
+    except ssl.SSLError as exc:
+        raise ValueError(f"{path} is not a PEM CA bundle ({exc.reason or exc})") from None
+
+
+def _load_client_cert(cert: Path, key: Path | None) -> None:
+    import ssl
+
+    try:
+        # password: no prompt for an encrypted key (emp has no setting for its pass phrase).
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(
+            str(cert), None if key is None else str(key), password=lambda: b""
+        )
+    except ssl.SSLError as exc:
+        where = f"{cert} and {key}" if key else f"{cert} (set EMP_REDIS_KEY_FILE when the key is a file of its own)"
+        raise ValueError(
+            f"no PEM certificate with its unencrypted private key in {where}: {exc.reason or exc}"
+        ) from None
 
 
 def redacted_url(url: str | None) -> str:
@@ -194,13 +279,17 @@ def _describe(field: str, overrides: dict[str, Any]) -> tuple[str, Any]:
     return _env_names(field)[0], None
 
 
+SECRET_FIELDS = frozenset({"redis_url", "redis_password"})
+"""Fields whose value an error message never shows."""
+
+
 def _config_error(exc: ValidationError, overrides: dict[str, Any]) -> ConfigError:
     problems = []
     for err in exc.errors(include_url=False):
         head = str(err["loc"][0]) if err["loc"] else "settings"
         field = _field_of(head)
         source, value = _describe(field, overrides)
-        shown = "" if value is None or field == "redis_url" else f"={str(value)[:60]!r}"
+        shown = "" if value is None or field in SECRET_FIELDS else f"={str(value)[:60]!r}"
         message = str(err["msg"]).removeprefix("Value error, ")
         problems.append(f"{source}{shown}: {message}")
     return ConfigError("invalid setting " + "; ".join(problems))

@@ -19,6 +19,17 @@ HEARTBEAT_FRACTION = 1 / 3
 WORKER_TTL_S = 30.0
 """A worker registration lives this long without a refresh; live-worker views drop it after."""
 
+WORKER_REDIS_TIMEOUT_S = 10.0
+"""How long a worker waits for one Redis reply before it drops the connection and retries (every
+worker call is idempotent: claims carry a request id, completes answer ALREADY). Without a limit a
+reply lost on the way (a half-open connection, a middlebox that lost its state) hangs the worker
+for good. Far above any one call's time (each is bounded work), and a third of the lease: a stuck
+heartbeat is retried before the lease lapses."""
+
+WAKE_WAIT_S = 1
+"""An idle worker's BLPOP on its wake list blocks this long per call (whole seconds); its connection
+waits this much longer than WORKER_REDIS_TIMEOUT_S for the reply."""
+
 IDLE_POLL_S = 5.0
 """An idle worker re-checks the queues this often even without a wake-up (pub/sub-free fallback
 for a lost wake: a wake list entry can be lost only if Redis restarts)."""
@@ -90,8 +101,29 @@ MAX_MS = 10**15
 """Upper bound of millisecond timestamps (year 33658): run_at and workflow_datetime above it are typos."""
 
 MAX_JSON_DEPTH = 64
-"""Deepest nesting accepted in a payload: ComfyUI graphs nest 4-6 levels; a deeper document is a
-mistake or an attack on the JSON parsers of every worker that reads it."""
+"""Deepest nesting accepted in a payload (and in requirements): ComfyUI graphs nest 4-6 levels; a
+deeper document is a mistake or an attack on the JSON parsers of every worker that reads it."""
+
+REQUIREMENTS_MAX_BYTES = 16_384
+"""Largest requirements (UTF-8 bytes of their canonical JSON text): they are stored with the job's
+signature and matched against every idle worker's capabilities at each claim, so they stay small
+(a few keys and model names; real ones are well under 1 KiB)."""
+
+# -- what workers write back (checked by the worker before it calls Redis) -------------------------
+
+RESULT_MAX_BYTES = 1_048_576
+"""Largest job result (UTF-8 bytes of its JSON text) stored in the job's hash: a bigger one fails
+the attempt as malformed, saying so. Results carry text and output URLs; the bytes of images and
+videos go to output storage."""
+
+PROGRESS_MESSAGE_MAX = 500
+"""Characters of a progress message kept (longer ones are cut): it is written to the job's hash and
+an event at every progress write."""
+
+WORKER_ID_MAX = 200
+MACHINE_ID_MAX = 200
+"""Longest worker / machine id (they are parts of keys and appear in every event and listing row);
+like job ids they hold no spaces or control characters."""
 
 EVENTS_MAXLEN = 100_000
 """Approximate cap of the global event stream; views that fall further behind re-snapshot."""
@@ -125,6 +157,21 @@ usually near the top, so one page is the common case."""
 HOUSEKEEP_EVERY_MS = 50
 """A claim that finds work promotes due jobs and requeues expired leases at most this often per
 namespace: recovery within a blink, no extra reads on every claim of a busy fleet."""
+
+STALL_LEASE_PCT = 50
+"""Stall grace (reliability.md T9, G5): when Redis hears no heartbeat for longer than this share of
+the (shortest) lease heartbeating lately, the silence is judged a stall of Redis (it was stopped)
+and the leases that lapsed in it get the time they had left back before anything is requeued.
+Workers heartbeat every third of their lease (HEARTBEAT_FRACTION), and a stall costs a lease only
+past two thirds of it: half is between the two."""
+
+STALL_MIN_MS = 1000
+"""...and longer than this: a shorter silence is never judged a stall (it can cost only leases
+under 1.5 s, which tests use, not fleets)."""
+
+STALL_GRACE_MAX_MS = 60_000
+"""The longest stall granted back (twice the default lease): after a longer one, leases that
+lapsed more than this before the wake are requeued at once."""
 
 WAKE_LIST_TTL_MS = 60_000
 """A wake list whose worker never read it (the process died) disappears after this."""
@@ -412,6 +459,10 @@ and trims the indexes this often (each step one bounded Function call that costs
 there is nothing to do). Unworkable detection and signature retirement, which read every live
 worker and signature, keep MAINTENANCE_INTERVAL_S."""
 
+REDIS_WATCH_INTERVAL_S = 1.0
+"""Every coordinator reads Redis's run_id and the namespace's figures this often, to notice a restart
+(and whether it lost data) within seconds (reliability.md T7; emp/coordinator/redis_watch.py)."""
+
 # -- outputs in object storage (issue 12, storage: emp/storage/object.py, docs/storage.md)
 
 OUTPUT_RETRY_TIMEOUT_S = 60.0
@@ -467,3 +518,29 @@ SCHEDULE_CATCHUP_MAX = 120
 SCHEDULE_MISSED_COUNT_MAX = 100_000
 """Missed cron occurrences counted one by one (for ``skipped`` and the ``once`` job's count); past it
 the count stops (``--every`` counts by arithmetic, exactly)."""
+
+# -- what a connector accepts from its service (issue 13: a hostile or broken service must not
+#    exhaust a worker's memory or hang it past its timeouts; emp/worker/connectors/http.py, ws.py)
+
+CONNECTOR_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""Largest answer of a service's API (JSON, history, status; the body of a REST result with its
+base64 outputs) read into memory, and the most a streamed answer may send (a line that never ends
+included); a bigger one fails the attempt as malformed. Downloads of output files have their own,
+larger cap (CONNECTOR_MAX_DOWNLOAD_BYTES)."""
+
+CONNECTOR_MAX_DOWNLOAD_BYTES = 1024 * 1024 * 1024
+"""Largest output file a connector downloads from its service (ComfyUI's GET /view): videos are big,
+but a file larger than this is not an output a worker should hold in memory."""
+
+CONNECTOR_WS_MAX_FRAME_BYTES = 256 * 1024 * 1024
+"""Largest WebSocket frame accepted (ComfyUI's SaveImageWebsocket sends full-size images in one
+binary frame; websockets' 1 MiB default would close the socket on the first one)."""
+
+CONNECTOR_WS_MAX_QUEUE = 4
+"""Frames the WebSocket client buffers before it stops reading the socket (TCP back-pressure): with
+CONNECTOR_WS_MAX_FRAME_BYTES, what a flooding service can make the client hold."""
+
+CONNECTOR_WS_BUFFER_BYTES = 512 * 1024 * 1024
+CONNECTOR_WS_BUFFER_EVENTS = 100_000
+"""Bytes of binary frames and number of events one running prompt may have waiting unread; past
+either the attempt fails as transient (a service flooding the socket faster than the job reads)."""

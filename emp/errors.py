@@ -11,6 +11,7 @@ EmpError
 ├── NotRetryable           `emp jobs retry` on a job that has not ended badly (exit 2)
 ├── WaitTimeout            ``Client.wait`` gave up before the job ended; also a TimeoutError
 └── BrokerError            Redis answered something emp does not understand, or is unreachable
+      ├── BrokerFull            Redis is at maxmemory: new work refused, nothing written (HTTP 507)
       └── LibraryVersionError   the server has a newer emp library than this client
 
 Expected outcomes are values, not exceptions: a complete/fail that arrives for a stale attempt or a
@@ -92,6 +93,18 @@ class WaitTimeout(EmpError, TimeoutError):
 
 class BrokerError(EmpError):
     """Redis is unreachable or answered something unexpected."""
+
+
+class BrokerFull(BrokerError):
+    """``broker_full``: Redis is at its ``maxmemory`` (policy ``noeviction``) and refused to admit new
+    work; nothing was written (a submit is all or nothing). Work already admitted goes on, and memory
+    frees as ended jobs leave (retention): retry later, or give Redis more memory."""
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(
+            "broker_full: Redis is out of memory (maxmemory reached); nothing was written: retry later, "
+            "or raise Redis's maxmemory" + (f" ({detail})" if detail else "")
+        )
 
 
 class LibraryVersionError(BrokerError):

@@ -52,7 +52,7 @@ from emp.agent.supervisor import ProcessSpec, ProcessStatus, Supervisor
 from emp.errors import ConfigError
 from emp.redis import library
 from emp.redis.calls import Calls
-from emp.redis.client import connect
+from emp.redis.client import NO_OPTIONS, ConnectOptions, connect
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class MachineAgent:
     redis_url: str
     namespace: str
     state_dir: Path
+    redis_options: ConnectOptions = NO_OPTIONS
+    """TLS files and a login beyond the URL; the workers read the same EMP_REDIS_* from the environment."""
     python: str = sys.executable
     say: Callable[[str], None] = lambda text: print(text, flush=True)
     gpus: GpuReport | None = None
@@ -125,7 +127,7 @@ class MachineAgent:
         self.files = agent_files(self.state_dir)
         self.log_dir = self.cfg.log_dir or self.files.logs
         self.token = self.cfg.token or secrets.token_urlsafe(24)
-        self.client = connect(self.redis_url)
+        self.client = connect(self.redis_url, options=self.redis_options)
         self.http = httpx.AsyncClient(timeout=READY_CHECK_TIMEOUT_S, trust_env=False)  # readiness checks
         self.calls = Calls(self.client, self.namespace)
         self.host = host_info()
@@ -504,5 +506,12 @@ def _gpu_line(report: GpuReport) -> str:
     return f"{len(report.gpus)} {'fake ' if report.source == 'fake' else ''}GPU(s) ({names})"
 
 
-async def run_machine(cfg: MachineConfig, *, redis_url: str, namespace: str, state_dir: Path) -> int:
-    return await MachineAgent(cfg, redis_url, namespace, state_dir).run()
+async def run_machine(
+    cfg: MachineConfig,
+    *,
+    redis_url: str,
+    namespace: str,
+    state_dir: Path,
+    redis_options: ConnectOptions = NO_OPTIONS,
+) -> int:
+    return await MachineAgent(cfg, redis_url, namespace, state_dir, redis_options).run()

@@ -271,7 +271,9 @@ def run(coro: Coroutine[Any, Any, T], *, url: str | None = None, unreachable_cod
     except (JobNotFound, JobValidationError, UsageError, ConfigError, JobExists, NotRetryable, WaitTimeout) as exc:
         fail_with(exc, url)
     except unreachable as exc:
-        detail = _scrub(str(exc), url).strip()
+        from emp.redis.client import tls_hint
+
+        detail = _scrub(str(exc), url).strip() + tls_hint(url, exc)
         fail(f"cannot reach Redis at {redacted_url(url)}" + (f": {detail}" if detail else ""), unreachable_code)
     except BrokerError as exc:
         fail(_scrub(str(exc), url), unreachable_code)

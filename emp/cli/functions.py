@@ -2,33 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from emp.cli import common
+
+if TYPE_CHECKING:
+    from emp.redis.client import ConnectOptions
 
 app = typer.Typer(
     help="The `emp` Redis Function library: load it, or compare the server's with this client's.", no_args_is_help=True
 )
 
 
-async def _load(url: str) -> str:
+async def _load(url: str, options: ConnectOptions) -> str:
     from emp.redis import library
     from emp.redis.client import connect
 
-    client = connect(url)
+    client = connect(url, options=options)
     try:
         return await library.ensure_loaded(client, force=True)
     finally:
         await client.aclose()
 
 
-async def _status(url: str) -> dict[str, Any]:
+async def _status(url: str, options: ConnectOptions) -> dict[str, Any]:
     from emp.redis import library
     from emp.redis.client import connect
 
-    client = connect(url)
+    client = connect(url, options=options)
     try:
         nodes = await library.server_versions(client)
     finally:
@@ -59,7 +62,7 @@ def load(ctx: typer.Context) -> None:
     """Load (replace) the library on the server (every master of a cluster), whatever version it has."""
     settings = common.settings_of(ctx)
     url = common.resolve_redis_url(settings)
-    typer.echo(common.run(_load(url), url=url))
+    typer.echo(common.run(_load(url, settings.connect_options()), url=url))
 
 
 @app.command("status")
@@ -69,7 +72,7 @@ def status(
     """Server version (per master on a cluster) vs this client's, and the Function names. Exit 0 either way."""
     settings = common.settings_of(ctx)
     url = common.resolve_redis_url(settings)
-    info = common.run(_status(url), url=url)
+    info = common.run(_status(url, settings.connect_options()), url=url)
     if as_json:
         from emp.cli.render_jobs import print_json
 

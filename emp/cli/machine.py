@@ -89,9 +89,14 @@ def up(
     url = common.resolve_redis_url(settings)
     from emp.agent.machine import run_machine
 
-    raise typer.Exit(
-        common.run(run_machine(cfg, redis_url=url, namespace=settings.namespace, state_dir=settings.state_dir), url=url)
+    machine = run_machine(
+        cfg,
+        redis_url=url,
+        namespace=settings.namespace,
+        state_dir=settings.state_dir,
+        redis_options=settings.connect_options(),
     )
+    raise typer.Exit(common.run(machine, url=url))
 
 
 @app.command("install")

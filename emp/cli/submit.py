@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from emp.client import Client
+    from emp.redis.client import ConnectOptions
 
 SUBMIT_EPILOG = (
     "Prints the job ids, one per line (--json: a JSON array of the jobs). "
     "--wait follows the jobs (a progress bar on stderr; plain status lines when stderr is not a terminal) and "
     "exits 0 when all completed; otherwise the worst outcome wins: 3 if any job is unworkable, else 1 if any "
     "failed, else 2 if any was cancelled. With --wait an unreachable Redis exits 5 (not 3, which means "
-    "unworkable there); bad input exits 2 before anything is written. "
+    "unworkable there); bad input exits 2 before anything is written. A full broker (Redis at maxmemory) "
+    "refuses at once: exit 3 (5 with --wait) and a broker_full line, nothing written. "
     "--delay/--at are turned into a run time with this machine's clock. "
     "--count above 1000 is sent in batches of 1000: each batch is all-or-nothing."
 )
@@ -171,6 +173,7 @@ def submit(
             wait=wait,
             as_json=as_json,
             after_block=block,
+            connect_options=settings.connect_options(),
         ),
         url=url,
         unreachable_code=common.EXIT_UNREACHABLE_WAIT if wait else common.EXIT_UNREACHABLE,
@@ -188,6 +191,7 @@ async def run_submit(
     as_json: bool = False,
     err: Console | None = None,
     after_block: str | None = None,
+    connect_options: ConnectOptions | None = None,
 ) -> int:
     """Submit, print ids (or the jobs as JSON), optionally wait.
 
@@ -197,7 +201,7 @@ async def run_submit(
     """
     from emp.client import Client
 
-    async with Client(url, namespace, max_payload_bytes=max_payload_bytes) as client:
+    async with Client(url, namespace, max_payload_bytes=max_payload_bytes, connect_options=connect_options) as client:
         return await _submit_and_follow(client, wires, wait=wait, as_json=as_json, err=err, after_block=after_block)
 
 

@@ -184,6 +184,7 @@ def worker(
     cfg = WorkerConfig(
         redis_url=url,
         namespace=settings.namespace,
+        redis_options=settings.connect_options(),
         worker_id=worker_id or settings.worker_id,
         machine_id=machine_id or settings.machine_id,
         services=list(service_map.services),
@@ -195,6 +196,7 @@ def worker(
         drain_timeout_s=settings.drain_timeout_s if drain_timeout is None else drain_timeout,
         lease_ttl_s=settings.lease_ttl_s if lease_ttl is None else lease_ttl,
         worker_ttl_s=settings.worker_ttl_s,
+        redis_timeout_s=settings.redis_timeout_s,
         idle_poll_s=settings.idle_poll_s,
         progress_min_interval_s=settings.progress_min_interval_s,
         max_lost_leases=settings.max_lost_leases,

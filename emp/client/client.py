@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from emp.model.events import Event
     from emp.model.flow import FlowState
     from emp.redis.calls import Calls, LiveWorker
+    from emp.redis.client import ConnectOptions
 
 WAIT_END_STATUSES = frozenset({JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.UNWORKABLE})
 """Statuses that end a wait (unworkable is not terminal, but nothing will run the job)."""
@@ -115,6 +116,9 @@ class Client:
     them. Use ``async with Client() as emp: ...``.
 
     ``max_connections`` bounds the pool (a wait for many jobs uses up to WAIT_MAX_READERS at once).
+    ``connect_options``: TLS files and a login beyond the URL (EMP_REDIS_CA_FILE, EMP_REDIS_PASSWORD,
+    ...): ``from_settings`` passes the settings' ones, and a client that reads the environment for a
+    missing argument takes them from there too.
     """
 
     def __init__(
@@ -124,6 +128,7 @@ class Client:
         *,
         max_payload_bytes: int | None = None,
         max_connections: int | None = WAIT_MAX_READERS + 4,
+        connect_options: ConnectOptions | None = None,
     ) -> None:
         if redis_url is None or namespace is None or max_payload_bytes is None:
             from emp.config import load_settings
@@ -132,9 +137,11 @@ class Client:
             redis_url = redis_url or settings.redis_url
             namespace = namespace or settings.namespace
             max_payload_bytes = max_payload_bytes or settings.max_payload_bytes
+            connect_options = connect_options or settings.connect_options()
         if not redis_url:
             raise ConfigError("no Redis configured: pass redis_url or set EMP_REDIS_URL")
         self.redis_url = redis_url
+        self._connect_options = connect_options
         self.namespace = namespace
         self.max_payload_bytes = max_payload_bytes
         self._max_connections = max_connections
@@ -148,7 +155,12 @@ class Client:
         url = redis_url or settings.redis_url
         if not url:
             raise ConfigError("no Redis configured: pass redis_url or set EMP_REDIS_URL")
-        return cls(url, settings.namespace, max_payload_bytes=settings.max_payload_bytes)
+        return cls(
+            url,
+            settings.namespace,
+            max_payload_bytes=settings.max_payload_bytes,
+            connect_options=settings.connect_options(),
+        )
 
     # -- connection -------------------------------------------------------------------------
 
@@ -169,9 +181,13 @@ class Client:
             if self._calls is None:
                 from emp.redis import library
                 from emp.redis.calls import Calls
-                from emp.redis.client import connect
+                from emp.redis.client import NO_OPTIONS, connect
 
-                client = connect(self.redis_url, max_connections=self._max_connections)
+                client = connect(
+                    self.redis_url,
+                    options=self._connect_options or NO_OPTIONS,
+                    max_connections=self._max_connections,
+                )
                 try:
                     await library.ensure_loaded(client)
                 except BaseException:

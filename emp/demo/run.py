@@ -155,7 +155,7 @@ class Demo:
 
     def __post_init__(self) -> None:
         self.state = DemoState(self.namespace, redacted_url(self.url), deadline_s=self.deadline_s)
-        self.client = connect(self.url)
+        self.client = connect(self.url, options=self.settings.connect_options())
         self.calls = Calls(self.client, self.namespace)
         self.fleet = demo_fleet(self.workers)
         self.live = LiveFleet(
@@ -235,7 +235,12 @@ class Demo:
         settings = CoordinatorSettings(
             api_tokens=[SecretStr(token)], host="127.0.0.1", port=0, maintenance_interval_s=MAINTENANCE_INTERVAL_S
         )
-        client = Client(self.url, self.namespace, max_payload_bytes=self.settings.max_payload_bytes)
+        client = Client(
+            self.url,
+            self.namespace,
+            max_payload_bytes=self.settings.max_payload_bytes,
+            connect_options=self.settings.connect_options(),
+        )
 
         def ready(url: str) -> None:
             self.api_url = url

@@ -31,7 +31,7 @@ from typing import Any
 
 from emp import defaults
 from emp.errors import JobValidationError
-from emp.model.job import TERMINAL, JobStatus, parse_submission
+from emp.model.job import TERMINAL, JobStatus, json_depth, parse_submission
 
 ON = ("completed", "failed", "always")
 """When an edge runs its child: the parent ended completed (default), failed, or in any way."""
@@ -92,6 +92,8 @@ def find_refs(payload: Any, where: str = "payload") -> tuple[Any, list[Ref]]:
     its JSON text is :attr:`Ref.text`), and the references in document order. A malformed reference
     (``$from`` without a string ``path``, or with other keys) raises JobValidationError."""
     refs: list[Ref] = []
+    if json_depth(payload, defaults.MAX_JSON_DEPTH) > defaults.MAX_JSON_DEPTH:  # before walking it recursively
+        raise JobValidationError(f"{where}: is nested more than {defaults.MAX_JSON_DEPTH} levels deep")
 
     def walk(v: Any, at: str) -> Any:
         if isinstance(v, dict):

@@ -167,6 +167,16 @@ def _check_id(v: Any) -> Any:
     return v
 
 
+def check_fleet_id(value: str, what: str, limit: int) -> str:
+    """A worker or machine id: 1 to ``limit`` characters, no spaces or control characters (they are
+    parts of keys and appear in every event and listing row); ValueError naming ``what`` otherwise."""
+    if not 1 <= len(value) <= limit:
+        raise ValueError(f"{what} {value[:40]!r}{'...' if len(value) > 40 else ''}: must be 1 to {limit} characters")
+    if BAD_ID_CHARS.search(value):
+        raise ValueError(f"{what} {value!r}: must not contain spaces or control characters")
+    return value
+
+
 def _check_text(v: Any) -> Any:
     """customer_id / workflow_id: a string or null; "" means not set."""
     if v is None or v == "":
@@ -230,7 +240,12 @@ def _check_requirements(v: Any) -> Any:
         return None
     if not isinstance(v, dict):
         raise ValueError(f"must be a JSON object, got {_kind(v)}")
-    canonicalize(v)  # RequirementsError is a ValueError: its message names the key
+    # Before canonicalize, which recurses once per level.
+    if json_depth(v, defaults.MAX_JSON_DEPTH) > defaults.MAX_JSON_DEPTH:
+        raise ValueError(f"is nested more than {defaults.MAX_JSON_DEPTH} levels deep")
+    size = len(canonicalize(v).text.encode("utf-8"))  # RequirementsError is a ValueError naming the key
+    if size > defaults.REQUIREMENTS_MAX_BYTES:
+        raise ValueError(f"{size} bytes (canonical JSON) is over the limit of {defaults.REQUIREMENTS_MAX_BYTES} bytes")
     return v
 
 

@@ -32,7 +32,8 @@ ROLES: Final = ("worker", "coordinator", "admin")
 # subcommand) would reject the whole SETUSER line that names it.
 CONNECT_COMMANDS: Final[dict[str, str]] = {
     "ping": "redis-py's health check on idle sockets; Calls.ping (the coordinator's latency figure)",
-    "info": "connect() asks INFO cluster once per URL to tell a cluster node from a single Redis",
+    "info": "connect() asks INFO cluster once per URL to tell a cluster node from a single Redis; a coordinator "
+    "reads INFO server's run_id every second to notice a restart (emp/coordinator/redis_watch.py)",
     "hello": "RESP3 clients and some proxies open with HELLO (AUTH itself is always allowed)",
     "client|setname": "a client_name in the URL is sent as CLIENT SETNAME",
     "select": "a database number in the URL (/N) is sent as SELECT; keys stay within the pattern",

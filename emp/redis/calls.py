@@ -19,9 +19,17 @@ from enum import StrEnum
 from typing import Any
 
 from redis.asyncio.cluster import ClusterNode
-from redis.exceptions import MovedError, ResponseError
+from redis.exceptions import MovedError, OutOfMemoryError, ResponseError
 
-from emp.errors import BrokerError, JobExists, JobNotFound, JobValidationError, NotRetryable, StaleAttempt
+from emp.errors import (
+    BrokerError,
+    BrokerFull,
+    JobExists,
+    JobNotFound,
+    JobValidationError,
+    NotRetryable,
+    StaleAttempt,
+)
 from emp.model.events import decode_event
 from emp.model.job import Job, JobStatus
 from emp.model.services import ServiceRecord
@@ -214,6 +222,8 @@ def _finish_reply(reply: Sequence[Any], claimed_next: bool) -> Outcome:
 
 def _map_error(exc: ResponseError) -> Exception:
     msg = str(exc)
+    if isinstance(exc, OutOfMemoryError):  # "OOM command not allowed when used memory > 'maxmemory'"
+        return BrokerFull()
     if msg.startswith("EMP_INVALID"):
         return JobValidationError(msg.removeprefix("EMP_INVALID").strip())
     if msg.startswith("EMP_EXISTS"):
@@ -234,6 +244,8 @@ class Calls:
         self.p = self.keys.prefix
 
     async def _fcall(self, name: str, keys: Sequence[str], *args: Any, ro: bool = False) -> Any:
+        if library.SCHEMA != 1:  # each schema names its Functions apart (library.function_name)
+            name = library.function_name(name)
         for attempt in (1, 2):
             try:
                 if ro:

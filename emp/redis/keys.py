@@ -170,6 +170,17 @@ class Keys:
     def guard(self, name: str) -> str:
         return f"{self.prefix}guard:{name}"
 
+    # Stall grace (functions/_housekeeping.lua, docs/reliability.md "Redis frozen").
+    @property
+    def clock(self) -> str:
+        """The last heartbeat's note ``"<ms>:<lease ms>:<judged 0|1>"``: a long silence after it is a stall."""
+        return f"{self.prefix}clock"
+
+    @property
+    def stall(self) -> str:
+        """The stall being granted, ``"<wake ms>:<gap ms>"``; expires when its grace is over."""
+        return f"{self.prefix}stall"
+
     # Leadership (emp/coordinator/leader.py, docs/upkeep.md): the lease of one role and its fencing
     # counter. The counter outlives every lease (it has no TTL), so a token is never handed out twice.
     def leader(self, role: str) -> str:

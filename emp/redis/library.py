@@ -19,12 +19,20 @@ upgrade: new clients load first, old ones keep working until they are replaced).
 it again when Redis answers "Function not found" (Redis restarted without persistence). On a Redis
 Cluster each master holds its own copy: every master is checked and loaded on its own, and a
 "Function not found" reloads the node that said it.
+
+At ``maxmemory`` (policy ``noeviction``) Redis refuses every Function that may write unless it is
+flagged ``allow-oom``. The flag is on every Function that finishes work already admitted or frees
+memory (claim, start, heartbeat, progress, complete, fail, release, cancel, the workers' and the
+upkeep's own calls, leadership), so a full broker drains instead of wedging; the ones that admit
+new work (submit, retry, schedule add and fire) have none, and are refused at once with
+:class:`emp.errors.BrokerFull` (docs/reliability.md "Redis out of memory").
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -82,6 +90,8 @@ _LUA_DEFAULTS = {
     "MAX_ATTEMPTS_CEILING": defaults.MAX_ATTEMPTS_CEILING,
     "MAX_MS": defaults.MAX_MS,
     "MAX_JSON_DEPTH": defaults.MAX_JSON_DEPTH,
+    "REQUIREMENTS_MAX_BYTES": defaults.REQUIREMENTS_MAX_BYTES,
+    "SCHEDULE_NAME_MAX": defaults.SCHEDULE_NAME_MAX,
     "OFFLINE_RECORD_TTL_S": defaults.OFFLINE_RECORD_TTL_S,
     "HISTORY_MAX": defaults.HISTORY_MAX,
     "HISTORY_ERROR_MAX": defaults.HISTORY_ERROR_MAX,
@@ -89,6 +99,9 @@ _LUA_DEFAULTS = {
     "EVENT_ERROR_MAX": defaults.EVENT_ERROR_MAX,
     "HEADS_PAGE": defaults.HEADS_PAGE,
     "HOUSEKEEP_EVERY_MS": defaults.HOUSEKEEP_EVERY_MS,
+    "STALL_LEASE_PCT": defaults.STALL_LEASE_PCT,
+    "STALL_MIN_MS": defaults.STALL_MIN_MS,
+    "STALL_GRACE_MAX_MS": defaults.STALL_GRACE_MAX_MS,
     "WAKE_LIST_TTL_MS": defaults.WAKE_LIST_TTL_MS,
     "LAPSED_SWEEP_PAGE": defaults.LAPSED_SWEEP_PAGE,
     "MAINTENANCE_PAGE_MAX": defaults.MAINTENANCE_PAGE_MAX,
@@ -130,18 +143,51 @@ def operation_files() -> list[Path]:
     return sorted(p for p in FUNCTIONS_DIR.glob("*.lua") if not p.name.startswith("_"))
 
 
-@lru_cache(maxsize=1)
-def library_source() -> tuple[str, str]:
-    """Return (library text, version). Cached: the files do not change while a process runs."""
+VERSION_FUNCTION = "emp_version"
+"""The probe every client calls before loading anything: its name is the same in every schema."""
+
+_REGISTERED = re.compile(r"""(register_function\s*(?:\(|\{\s*function_name\s*=)\s*)(['"])(emp_\w+)\2""")
+"""The name in a ``redis.register_function('emp_x', ...)`` or ``{function_name = 'emp_x', ...}`` line."""
+
+
+def function_name(name: str, schema: int = SCHEMA) -> str:
+    """The name Function ``name`` (``emp_<op>``) is registered under in ``schema``.
+
+    Schema 1 keeps the plain names; each later schema has its own (``emp<schema>_<op>``), so that a
+    client of another schema that calls into a library it does not understand meets "Function not
+    found", reloads, and gets :class:`LibraryVersionError` (typed, nothing done) rather than a
+    Function whose arguments or reply changed under it. ``emp_version`` keeps its name: it is how a
+    client learns which library the server has.
+    """
+    if schema == 1 or name == VERSION_FUNCTION:
+        return name
+    return f"emp{schema}_{name.removeprefix('emp_')}"
+
+
+def build_source(schema: int = SCHEMA) -> tuple[str, str]:
+    """(library text, version) with the Functions named for ``schema`` (:func:`function_name`).
+
+    Only :data:`SCHEMA` is ever loaded by this code; another schema's text is what a client of that
+    schema would load (the rolling upgrade test builds one to stand for the next release)."""
     found = {p.name for p in FUNCTIONS_DIR.glob("_*.lua")}
     if found != set(INCLUDES):
         raise RuntimeError(f"Lua includes {sorted(found)} differ from library.INCLUDES {sorted(INCLUDES)}")
     body = [(FUNCTIONS_DIR / name).read_text() for name in INCLUDES] + [p.read_text() for p in operation_files()]
     consts = lua_defaults()
     digest = hashlib.sha1((consts + "\n".join(body)).encode()).hexdigest()[:12]
-    version = f"{SCHEMA}:{digest}"
+    version = f"{schema}:{digest}"
     head = f"#!lua name=emp\nlocal D = {{{consts}, VERSION = {_lua_value(version)}}}\n"
-    return head + "\n".join(body), version
+    text = head + "\n".join(body)
+    if schema != 1:
+        text = _REGISTERED.sub(lambda m: m.group(1) + m.group(2) + function_name(m.group(3), schema) + m.group(2), text)
+    return text, version
+
+
+@lru_cache(maxsize=1)
+def library_source() -> tuple[str, str]:
+    """Return (library text, version) of this client's :data:`SCHEMA`. Cached: the files do not
+    change while a process runs."""
+    return build_source(SCHEMA)
 
 
 def function_names() -> list[str]:
@@ -159,8 +205,8 @@ def function_names() -> list[str]:
 async def _version_on(client: RedisClient, node: ClusterNode | None) -> str | None:
     try:
         if node is None:
-            return str(await client.fcall_ro("emp_version", 0))
-        return str(await client.execute_command("FCALL_RO", "emp_version", 0, target_nodes=node))
+            return str(await client.fcall_ro(VERSION_FUNCTION, 0))
+        return str(await client.execute_command("FCALL_RO", VERSION_FUNCTION, 0, target_nodes=node))
     except ResponseError as exc:
         if "not found" in str(exc).lower():
             return None

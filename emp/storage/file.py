@@ -32,9 +32,15 @@ class FileStorage:
         self.root = root.resolve()
 
     def path_for(self, key: str) -> Path:
-        path = (self.root / key).resolve()
+        """Where ``key`` is stored: under the root, through no symlink. A key that climbs out, or a
+        folder on its way (a job's, an attempt's) that someone replaced with a symlink, could send
+        the bytes elsewhere, into another job's folder included: refused (ValueError)."""
+        plain = Path(os.path.normpath(self.root / key))
+        path = plain.resolve()
         if not path.is_relative_to(self.root):
             raise ValueError(f"storage key {key!r} leaves the storage root")
+        if path != plain:
+            raise ValueError(f"storage key {key!r} goes through a symlink (refused: it could land elsewhere)")
         return path
 
     async def put(self, key: str, data: Body, content_type: str) -> str:

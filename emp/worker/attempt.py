@@ -8,8 +8,12 @@ its lease was lost and someone else may run it now).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
+
+from emp import defaults
+from emp.model.retry import FailureClass
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +47,21 @@ class Lost:
 
 
 AttemptResult = Completed | Failed | Released | Cancelled | Lost
+
+
+def checked_result(ended: Completed, limit: int = defaults.RESULT_MAX_BYTES) -> tuple[Completed | Failed, str]:
+    """``(ended, its result as the JSON text the complete call stores)``, or a malformed failure
+    (and ``""``) when the result is not JSON or larger than ``limit`` bytes: a connector that returns
+    megabytes must not bloat the job's hash (its bytes belong in outputs), nor end the worker."""
+    if ended.result is None:
+        return ended, ""
+    try:
+        text = json.dumps(ended.result, separators=(",", ":"), allow_nan=False)  # ASCII: len is bytes
+    except (TypeError, ValueError) as exc:
+        return Failed(FailureClass.MALFORMED, f"result: not JSON ({exc})"), ""
+    if len(text) > limit:
+        return Failed(
+            FailureClass.MALFORMED,
+            f"result: {len(text)} bytes is over the limit of {limit} bytes (store large data as outputs)",
+        ), ""
+    return ended, text

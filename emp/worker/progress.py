@@ -5,7 +5,8 @@ only records the value; a write happens at most once per ``min_interval_s`` (the
 interval after the job started) and runs in the background, so the connector never waits on
 Redis between two service events (that wait was a round trip per job on the critical path). At
 most one write is in flight; a failed write (``StaleAttempt``: the job is no longer this
-attempt's) is raised by the next ``update`` or ``flush``, which stops the job.
+attempt's) is raised by the next ``update`` or ``flush``, which stops the job. A write that meets an
+unreachable Redis is dropped instead: a restart or a blip must not fail a running job.
 
 ``flush(completing=True)`` before the job completes waits for the write in flight and writes the
 last value, unless that value is 100: then it returns the value's message, and the complete call
@@ -21,7 +22,9 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
+from emp import defaults
 from emp.redis.calls import Calls
+from emp.redis.client import TRANSIENT_ERRORS
 
 
 class ProgressReporter:
@@ -52,7 +55,8 @@ class ProgressReporter:
         """Record progress; start a write if the interval has passed. Raises the error of an
         earlier write (StaleAttempt stops the job)."""
         self._raise_failed()
-        value = (max(0.0, min(100.0, float(percent))), message)
+        # A service's text: cut, so a hostile one cannot write megabytes to the job at every update.
+        value = (max(0.0, min(100.0, float(percent))), message[: defaults.PROGRESS_MESSAGE_MAX])
         if self._written is not None and value[0] < self._written[0]:
             value = (self._written[0], message)  # progress never goes backwards
         if self._pending is not None and value[0] < self._pending[0]:
@@ -97,6 +101,10 @@ class ProgressReporter:
         try:
             await self.calls.progress(self.job_id, self.attempt, self.worker_id, value[0], value[1])
             self._written = value
+        except TRANSIENT_ERRORS:
+            # Redis unreachable for a moment (restarting): progress is best effort, so the job goes on
+            # and a later update writes again; the lease is the heartbeat's business, not this write's.
+            pass
         except Exception as exc:  # raised in the job's path by the next update/flush
             self._error = exc
         finally:

@@ -39,18 +39,29 @@ from anyio.abc import TaskGroup
 from emp import defaults
 from emp._backoff import Backoff
 from emp.config import default_state_dir
-from emp.errors import JobNotFound, StaleAttempt
-from emp.model.job import JobStatus
+from emp.errors import JobNotFound, LibraryVersionError, StaleAttempt
+from emp.model.job import JobStatus, check_fleet_id
 from emp.model.retry import FailureClass
 from emp.redis import library
-from emp.redis.calls import Calls, ClaimedJob, ClaimResult, Completion, NextClaim, NoJob, NotRegistered, Outcome
-from emp.redis.client import TRANSIENT_ERRORS, connect
+from emp.redis.calls import (
+    Calls,
+    ClaimedJob,
+    ClaimResult,
+    Completion,
+    NextClaim,
+    NoJob,
+    NotRegistered,
+    Outcome,
+    OutcomeCode,
+)
+from emp.redis.client import NO_OPTIONS, TRANSIENT_ERRORS, ConnectOptions, connect
 from emp.storage import OutputOptions, OutputSink, Storage, StorageError, open_storage
-from emp.worker.attempt import AttemptResult, Cancelled, Completed, Failed, Lost, Released
+from emp.worker.attempt import AttemptResult, Cancelled, Completed, Failed, Lost, Released, checked_result
 from emp.worker.connectors.base import Connector, ConnectorBinding, ConnectorError, JobContext
 from emp.worker.connectors.simulation import SimulationConnector
 from emp.worker.group_commit import GroupCommit
 from emp.worker.progress import ProgressReporter
+from emp.worker.server_clock import ServerClock
 from emp.worker.service_monitor import ServiceMonitor
 
 log = logging.getLogger(__name__)
@@ -69,6 +80,8 @@ def redis_backoff(jitter: float = 0.0) -> Backoff:
 class WorkerConfig:
     redis_url: str
     namespace: str = defaults.NAMESPACE
+    redis_options: ConnectOptions = NO_OPTIONS
+    """TLS files and a login beyond the URL (EMP_REDIS_CA_FILE, EMP_REDIS_PASSWORD, ...)."""
     worker_id: str | None = None
     machine_id: str = field(default_factory=socket.gethostname)
     services: list[str] = field(default_factory=lambda: ["simulation"])
@@ -81,6 +94,8 @@ class WorkerConfig:
     drain_timeout_s: float = defaults.DRAIN_TIMEOUT_S
     lease_ttl_s: float = defaults.LEASE_TTL_S
     worker_ttl_s: float = defaults.WORKER_TTL_S
+    redis_timeout_s: float = defaults.WORKER_REDIS_TIMEOUT_S
+    """How long one Redis reply may take before the call is retried on a new connection."""
     idle_poll_s: float = defaults.IDLE_POLL_S
     progress_min_interval_s: float = defaults.PROGRESS_MIN_INTERVAL_S
     max_lost_leases: int = defaults.MAX_LOST_LEASES
@@ -169,6 +184,9 @@ class Worker:
         base = cfg.worker_id or default_worker_id()
         self.base_id = base
         ids = [base] if cfg.concurrency == 1 else [f"{base}-{i}" for i in range(cfg.concurrency)]
+        for wid in ids:
+            check_fleet_id(wid, "worker id", defaults.WORKER_ID_MAX)
+        check_fleet_id(cfg.machine_id, "machine id", defaults.MACHINE_ID_MAX)
         self.slots = [Slot(i) for i in ids]
         self.by_id = {s.worker_id: s for s in self.slots}
         self.wake_token = f"{base}-{uuid.uuid4().hex[:8]}"
@@ -188,6 +206,7 @@ class Worker:
         self.paused: set[str] = set()  # slots told to Redis they are paused (service down)
         self.background: TaskGroup | None = None  # progress writes run here, off the job's path
         self.registered = False  # the first registration of every slot is done
+        self.server_clock = ServerClock()  # idle waits end at server deadlines, whatever this host's clock says
 
     def _monitor(self, binding: ConnectorBinding) -> ServiceMonitor:
         conn = binding.connector
@@ -272,11 +291,17 @@ class Worker:
     # -- main -----------------------------------------------------------------------------
 
     async def run(self) -> int:
-        client = connect(self.cfg.redis_url, max_connections=len(self.slots) + 8)
-        blocking = connect(self.cfg.redis_url, max_connections=2)
+        options = self.cfg.redis_options
+        # Every call has a reply timeout: a reply lost on the way must not hang the worker for good.
+        timeout_s = self.cfg.redis_timeout_s
+        client = connect(self.cfg.redis_url, options=options, max_connections=len(self.slots) + 8, timeout_s=timeout_s)
+        blocking = connect(
+            self.cfg.redis_url, options=options, max_connections=2, timeout_s=timeout_s + defaults.WAKE_WAIT_S
+        )
         self.calls = calls = Calls(client, self.cfg.namespace)
         try:
             await self._retrying(lambda: library.ensure_loaded(client), "load library")
+            await self._retrying(self._read_server_clock, "read the server clock")
             for monitor in self.monitors:
                 await monitor.check()  # first readings before registering: models need the service
             self.caps = build_capabilities(self.cfg, await self._models())
@@ -426,7 +451,10 @@ class Worker:
     async def _idle_wait(self, slot: Slot, next_due_ms: int | None) -> None:
         timeout = self.cfg.idle_poll_s
         if next_due_ms is not None:
-            timeout = min(timeout, max(0.005, next_due_ms / 1000 - time.time() + 0.002))
+            until = self.server_clock.seconds_until(next_due_ms)
+            if until is None:  # no reading of Redis's clock yet: this host's will do until the first
+                until = next_due_ms / 1000 - time.time()
+            timeout = min(timeout, max(0.005, until + 0.002))
         if slot.needs_register:
             return
         with anyio.move_on_after(timeout):
@@ -437,6 +465,9 @@ class Worker:
         assert self.calls is not None
         calls = self.calls
         ended = await self._run(slot, job)
+        result = ""
+        if isinstance(ended, Completed):
+            ended, result = checked_result(ended)
         self.finished_jobs += 1
         if isinstance(ended, Failed) and ended.failure_class == FailureClass.SERVICE_UNAVAILABLE:
             for monitor in self.monitors:
@@ -444,7 +475,6 @@ class Worker:
                     monitor.suspect(ended.message)
         nxt = self._next_claim() if self._wants_more() and self.services_ready() else None
         if isinstance(ended, Completed):
-            result = "" if ended.result is None else json.dumps(ended.result, separators=(",", ":"))
             outcome = await self.commits.complete(
                 Completion(job.id, job.attempt, slot.worker_id, result, nxt, ended.final_message)
             )
@@ -469,6 +499,8 @@ class Worker:
         if outcome.refused:
             # A retried call whose first try went through, or a job cancelled/requeued meanwhile.
             log.info("job %s attempt %d: %s %s", job.id, job.attempt, outcome.code, " ".join(outcome.detail))
+        elif outcome.code == OutcomeCode.ALREADY:  # a retried complete whose first try went through (lost reply)
+            log.info("job %s attempt %d: already completed", job.id, job.attempt)
         return outcome.next_claim
 
     async def _run(self, slot: Slot, job: ClaimedJob) -> AttemptResult:
@@ -507,8 +539,10 @@ class Worker:
                     outcome = Failed(exc.failure_class, str(exc))
                 except StorageError as exc:  # the store is down or slow: retry later, never complete without outputs
                     outcome = Failed(FailureClass.TRANSIENT, f"output storage: {exc}")
-                except StaleAttempt:
+                except (StaleAttempt, JobNotFound):  # requeued, or gone (Redis restarted empty)
                     outcome = Lost()
+                except LibraryVersionError:  # a newer library was loaded: this worker stops (run_worker)
+                    raise
                 except TRANSIENT_REDIS_ERRORS as exc:
                     outcome = Failed(FailureClass.TRANSIENT, f"redis error while running: {exc}")
                 except Exception as exc:  # a connector bug must fail the job, not kill the worker
@@ -547,6 +581,8 @@ class Worker:
         interval = min(interval, self.cfg.worker_ttl_s * defaults.HEARTBEAT_FRACTION)
         while True:
             await anyio.sleep(interval)
+            with contextlib.suppress(*TRANSIENT_REDIS_ERRORS):  # the heartbeats below say it if Redis is away
+                await self._read_server_clock()
             for slot in self.slots:
                 job = slot.job
                 try:
@@ -563,6 +599,12 @@ class Worker:
                 if job and states and states[0] != "ok" and slot.job is job:
                     slot.interrupt("cancelled" if states[0] == JobStatus.CANCELLED else "stale")
 
+    async def _read_server_clock(self) -> None:
+        assert self.calls is not None
+        sent = time.monotonic()
+        server_ms = await self.calls.server_time_ms()
+        self.server_clock.sample(server_ms, sent, time.monotonic())
+
     async def _wake_listener(self, blocking: Any) -> None:
         """BLPOP the process's wake list; each item names the slot a submission chose to wake."""
         key = Calls(blocking, self.cfg.namespace).keys.wake(self.wake_token)
@@ -570,7 +612,7 @@ class Worker:
         lost_connection = False
         while True:
             try:
-                item = await blocking.blpop([key], timeout=1)
+                item = await blocking.blpop([key], timeout=defaults.WAKE_WAIT_S)
                 backoff.reset()
             except TRANSIENT_REDIS_ERRORS as exc:
                 log.debug("wake listener: %s", exc)
@@ -646,5 +688,18 @@ def with_outputs(value: Any, sink: OutputSink) -> Any:
 
 
 async def run_worker(cfg: WorkerConfig, bindings: list[ConnectorBinding] | None = None) -> int:
-    """Run a worker process until it is told to stop (or, with burst/max_jobs, until done)."""
-    return await Worker(cfg, bindings=bindings).run()
+    """Run a worker process until it is told to stop (or, with burst/max_jobs, until done).
+
+    The server loaded a newer, incompatible Function library (a rolling upgrade): the worker stops
+    with LibraryVersionError itself, which the CLI prints as one line, rather than a task group's
+    traceback; its supervisor starts the new release."""
+    try:
+        return await Worker(cfg, bindings=bindings).run()
+    except BaseExceptionGroup as group:
+        found, _ = group.split(LibraryVersionError)
+        if found is None:
+            raise
+        newer: BaseException = found
+        while isinstance(newer, BaseExceptionGroup):
+            newer = newer.exceptions[0]
+        raise newer from None

@@ -118,6 +118,20 @@ class RedisProc:
         self.kill()
 
 
+class _SerialRecorder(EventRecorder):
+    """An :class:`EventRecorder` whose reads never overlap: :meth:`ChaosRun.finish` (and a test) drains
+    while the tailing task is blocked in its own read from the same id, and two reads from one id
+    record the same events twice (a made-up duplicated commit)."""
+
+    def __init__(self, calls: Calls) -> None:
+        super().__init__(calls)
+        self._reading = anyio.Lock()
+
+    async def read_once(self, block_ms: int | None = None) -> int:
+        async with self._reading:
+            return await super().read_once(block_ms)
+
+
 class ChaosRun:
     """A recorded run on a private Redis: submit, inject faults, then :meth:`finish` for the verdict."""
 
@@ -149,7 +163,7 @@ class ChaosRun:
         self.client = connect(self.redis.url, timeout_s=5)
         await library.ensure_loaded(self.client)
         self.calls = Calls(self.client, self.namespace)
-        self.recorder = EventRecorder(self.calls)
+        self.recorder = _SerialRecorder(self.calls)
         self.workers = WorkerProcs(self.redis.url, self.namespace, self.tmp_path)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
@@ -175,9 +189,19 @@ class ChaosRun:
     def worker_env(self, **extra: str) -> dict[str, str]:
         return {"EMP_SIM_EXEC_LOG": str(self.exec_log), "EMP_IDLE_POLL_S": "0.5", **extra}
 
-    def start_worker(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *args: str, env: dict[str, str] | None = None, redis_url: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """An `emp worker` process; ``redis_url``: reach Redis another way (through a FaultProxy)."""
         assert self.workers is not None
-        return self.workers.start(*args, env=self.worker_env(**(env or {})))
+        workers = self.workers
+        if redis_url is None:
+            return workers.start(*args, env=self.worker_env(**(env or {})))
+        own_url, workers.redis_url = workers.redis_url, redis_url
+        try:
+            return workers.start(*args, env=self.worker_env(**(env or {})))
+        finally:
+            workers.redis_url = own_url
 
     # -- submitting -----------------------------------------------------------------------------
 

@@ -352,11 +352,15 @@ async def test_an_oversized_payload_is_refused_by_both(calls: Calls) -> None:
 
 async def test_the_payload_depth_limit_is_put_back_after_each_decode(calls: Calls) -> None:
     """The payload's depth limit is cjson's own setting, shared by the whole Lua VM: after a refused
-    payload, deeper JSON elsewhere (here the requirements, decoded with cjson's default) still decodes."""
+    payload, deeper JSON elsewhere (here a worker's capabilities, decoded with cjson's default) still
+    decodes. (Requirements have the payload's depth limit too, since issue 13.)"""
     deep = json.dumps(nested(defaults.MAX_JSON_DEPTH + 1))
     with pytest.raises(JobValidationError, match="nested more than"):
         await calls.submit([raw_wire("too-deep", payload=deep)], MAX_PAYLOAD)
-    assert await calls.submit([raw_wire("deep-requirements", requirements=deep)], MAX_PAYLOAD) != []
+    with pytest.raises(JobValidationError, match="requirements is nested more than"):
+        await calls.submit([raw_wire("deep-requirements", requirements=deep)], MAX_PAYLOAD)
+    await register(calls, "w-deep-caps", caps={"deep": nested(defaults.MAX_JSON_DEPTH + 1)})
+    assert await calls.client.hget(calls.keys.worker("w-deep-caps"), "status") == "idle"
 
 
 # -- a batch groups its writes and wake-ups (docs/internals.md "Submit") --------------------------

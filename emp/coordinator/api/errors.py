@@ -5,6 +5,7 @@ emp's exceptions to HTTP statuses (one table, as the CLI maps them to exit codes
     JobNotFound          404 not_found
     JobExists            409 exists
     NotRetryable         409 not_retryable
+    BrokerFull           507 broker_full    (Redis at maxmemory: nothing was written; retry later)
     BrokerError, Redis   503 unavailable    (the message never carries the Redis URL)
     anything else        500 internal       (logged with its type; the answer says nothing more)
 """
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from emp.errors import BrokerError, JobExists, JobNotFound, JobValidationError, NotRetryable
+from emp.errors import BrokerError, BrokerFull, JobExists, JobNotFound, JobValidationError, NotRetryable
 
 __all__ = ["ApiError", "error_response", "fields_of", "map_exception"]
 
@@ -70,6 +71,8 @@ def map_exception(exc: BaseException) -> ApiError | None:
         return ApiError(409, "exists", str(exc), ["id"])
     if isinstance(exc, NotRetryable):
         return ApiError(409, "not_retryable", str(exc))
+    if isinstance(exc, BrokerFull):
+        return ApiError(507, "broker_full", str(exc))
     if isinstance(exc, BrokerError):
         return ApiError(503, "unavailable", "the broker's Redis is unavailable or answered unexpectedly")
     return None

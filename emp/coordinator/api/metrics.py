@@ -16,6 +16,8 @@ What is exported (:func:`build`):
     emp_workers{state}                              gauge   live workers per state
     emp_redis_latency_seconds                       gauge   one PING round trip from the coordinator
     emp_up                                          gauge   1 when Redis answered
+    emp_redis_restarts_total / emp_redis_state_lost_total   counter  Redis restarts this coordinator
+                                                    noticed, and those that lost data (redis_watch.py)
 
 The ``_recent`` families cover ``window_s`` (defaults.METRICS_WINDOW_S) and are built from the
 bounded sample of :mod:`emp.coordinator.api.stats`: Redis keeps no monotonic per-service counter
@@ -118,6 +120,8 @@ class MetricsInput:
     workers_by_state: Mapping[str, int] = field(default_factory=dict)
     window_s: int = 300
     buckets_s: Sequence[float] = ()
+    restarts: tuple[int, int] | None = None
+    """(Redis restarts this coordinator noticed, of which lost data); None: it watches none."""
 
 
 def build(data: MetricsInput) -> list[Metric]:
@@ -125,6 +129,15 @@ def build(data: MetricsInput) -> list[Metric]:
     up = Metric("emp_up", "gauge", "1 when the coordinator reached Redis for this scrape, else 0")
     up.add(1 if data.up else 0)
     out = [up]
+    if data.restarts is not None:
+        restarts, lost = data.restarts
+        for name, what, n in (
+            ("emp_redis_restarts_total", "Redis restarts this coordinator noticed (a new run_id)", restarts),
+            ("emp_redis_state_lost_total", "Redis restarts that came back without all of its data", lost),
+        ):
+            c = Metric(name, "counter", what)
+            c.add(n)
+            out.append(c)
     if data.redis_latency_s is not None:
         lat = Metric("emp_redis_latency_seconds", "gauge", "One PING round trip from the coordinator to Redis")
         lat.add(data.redis_latency_s)

@@ -192,6 +192,12 @@ class HealthOut(BaseModel):
     leader: bool | None = Field(
         default=None, description="whether this coordinator leads the upkeep now (null: it runs none)"
     )
+    redis_restarts: int | None = Field(
+        default=None, description="Redis restarts this coordinator noticed (its run_id changed) since it started"
+    )
+    redis_state_lost: int | None = Field(
+        default=None, description="of those, the restarts that came back without (all of) the namespace's data"
+    )
 
 
 class EventOut(BaseModel):

@@ -19,6 +19,7 @@ from pydantic.json_schema import models_json_schema
 
 from emp import __version__, defaults
 from emp.coordinator.api import models as m
+from emp.coordinator.api.auth import Scope
 from emp.coordinator.api.compat import IGNORED_FIELDS, RENAMED_FIELDS
 from emp.coordinator.api.routes import Route
 from emp.model.job import (  # the validators' own patterns (one place)
@@ -37,11 +38,13 @@ _REF = "#/components/schemas/{model}"
 
 _STATUS_TEXT = {
     401: "Missing or wrong bearer token",
+    403: "The token's scope does not allow this route (the message and WWW-Authenticate name the scope needed)",
     404: "No such job",
     409: "Conflict (the job exists, or cannot be retried)",
     413: "Body too large",
     422: "Invalid input; nothing was written (error.fields names the fields)",
     503: "Redis is unavailable",
+    507: "The broker is full (Redis at maxmemory): nothing was written, retry later",
 }
 
 
@@ -55,7 +58,15 @@ def build_openapi(routes: Sequence[Route], *, auth: bool) -> dict[str, Any]:
     components: dict[str, Any] = {"schemas": schema.get("$defs", {})}
     job = components["schemas"]["JobSubmission"] = job_schema(components["schemas"]["JobSubmission"])
     components["schemas"]["OriginalJob"] = original_job_schema(job)
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    components["securitySchemes"] = {
+        "bearer": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "A token of EMP_API_TOKEN (docs/security.md). Its scope is read (GET routes, event "
+            "streams, /metrics), submit (read, and submitting jobs and flows) or admin (everything: cancel, "
+            "retry; a token given without a scope). Each operation's security lists the scope it needs.",
+        }
+    }
     paths: dict[str, Any] = {}
     for r in routes:
         op: dict[str, Any] = {
@@ -101,14 +112,18 @@ def build_openapi(routes: Sequence[Route], *, auth: bool) -> dict[str, Any]:
                     }
                 },
             }
-        codes = sorted({*r.errors, *((401,) if r.auth else ())})
+        # Any valid token reads: only routes that need more than read can answer 403.
+        codes = sorted({*r.errors, *((401,) if r.auth else ()), *((403,) if r.scope not in (None, Scope.READ) else ())})
         for code in codes:
             op["responses"][str(code)] = {
                 "description": _STATUS_TEXT.get(code, "Error"),
                 "content": {"application/json": {"schema": {"$ref": _REF.format(model="ErrorBody")}}},
             }
-        if r.auth:
-            op["security"] = [{"bearer": []}] if auth else [{"bearer": []}, {}]
+        if r.scope is not None:
+            # OpenAPI 3.1: a non-OAuth scheme's requirement may list the roles it needs (here: the scope).
+            needs = [{"bearer": [str(r.scope)]}]
+            op["security"] = needs if auth else [*needs, {}]
+            op["x-emp-scope"] = str(r.scope)
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
@@ -165,7 +180,8 @@ _REQUIREMENTS = {
     "type": "object",
     "description": "Dot-path keys into the worker's capabilities -> a required value (a string, number or "
     "boolean, or a non-empty array of them). Also accepted, and described in docs/api.md: nested objects, "
-    "positive_requirements / negative_requirements sub-objects.",
+    "positive_requirements / negative_requirements sub-objects. At most "
+    f"{defaults.REQUIREMENTS_MAX_BYTES} bytes of canonical JSON, nested at most {defaults.MAX_JSON_DEPTH} levels.",
     "propertyNames": {
         "pattern": r"^[^.]+(\.[^.]+)*$",
         "not": {"enum": ["positive_requirements", "negative_requirements"]},

@@ -22,9 +22,12 @@ from emp.client import Client, Job, JobStatus
 from emp.coordinator.api import metrics as metrics_text
 from emp.coordinator.api import models as m
 from emp.coordinator.api import sse, stats
+from emp.coordinator.api.auth import Scope
 from emp.coordinator.api.compat import from_original
 from emp.coordinator.api.errors import ApiError
+from emp.coordinator.api.scopes import required_scope
 from emp.coordinator.leader import LeaderElection
+from emp.coordinator.redis_watch import RestartWatch
 from emp.coordinator.settings import CoordinatorSettings
 from emp.dashboard.watch_model import throughput  # the sparkline's counts, as emp watch draws them
 from emp.errors import JobValidationError
@@ -40,6 +43,8 @@ STOPPING = web.AppKey("stopping", asyncio.Event)
 OPENAPI = web.AppKey("openapi", dict)
 LEADERSHIP = web.AppKey("leadership", LeaderElection)
 """The upkeep election this coordinator takes part in (absent when it runs no upkeep)."""
+REDIS_WATCH = web.AppKey("redis_watch", RestartWatch)
+"""The Redis restarts this coordinator noticed (emp/coordinator/redis_watch.py; absent in a bare app)."""
 
 REDIS_DOWN: tuple[type[BaseException], ...] = (*UNREACHABLE_ERRORS, ANY_REDIS_ERROR, TimeoutError, OSError)
 """What a read of Redis raises when it does not answer (health and metrics report it, not fail)."""
@@ -73,9 +78,17 @@ class Route:
     body: dict[str, Any] | None = None
     params: tuple[Param, ...] = ()
     errors: tuple[int, ...] = ()
-    auth: bool = True
     query_token: bool = False
     """Also accept the token as ?access_token= (EventSource cannot set headers)."""
+
+    @property
+    def scope(self) -> Scope | None:
+        """The token scope it needs (None: open), from the one table of every route's scope."""
+        return required_scope(self.method, self.path)
+
+    @property
+    def auth(self) -> bool:
+        return self.scope is not None
 
 
 def _json(model: BaseModel, status: int = 200) -> web.Response:
@@ -97,6 +110,10 @@ async def _body(request: web.Request) -> Any:
         return json.loads(text)
     except ValueError as exc:
         raise ApiError(422, "invalid", f"body: not valid JSON ({exc})", ["body"]) from None
+    except RecursionError:  # json's C decoder gives up near 1000 levels: was a 500
+        raise ApiError(
+            422, "invalid", f"body: nested too deep (a payload may nest {defaults.MAX_JSON_DEPTH} levels)", ["body"]
+        ) from None
 
 
 def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -308,6 +325,12 @@ async def get_stats(request: web.Request) -> web.StreamResponse:
     return _json(m.StatsOut.model_validate(out))
 
 
+def _restarts(request: web.Request) -> tuple[int, int] | None:
+    """(Redis restarts noticed, of which lost data), or None when this app watches none."""
+    watch = request.app.get(REDIS_WATCH)
+    return None if watch is None else (watch.restarts, watch.state_lost)
+
+
 async def get_metrics(request: web.Request) -> web.StreamResponse:
     client = _client(request)
     try:
@@ -315,7 +338,7 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
         counts, sigs, times = await _figures(client)
         counters, live = await asyncio.gather(client.counters(), client.live_workers())
     except REDIS_DOWN:
-        data = metrics_text.MetricsInput(up=False)
+        data = metrics_text.MetricsInput(up=False, restarts=_restarts(request))
     else:
         windows = [defaults.METRICS_WINDOW_S]
         now, _, rows = stats.summarize(defaults.STATS_WINDOWS_S, times)
@@ -330,6 +353,7 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
             workers_by_state=dict(Counter(w.status for w in live)),
             window_s=windows[0],
             buckets_s=defaults.METRICS_BUCKETS_S,
+            restarts=_restarts(request),
         )
     body = metrics_text.render(metrics_text.build(data))
     return web.Response(body=body.encode(), headers={"Content-Type": metrics_text.CONTENT_TYPE})
@@ -344,12 +368,15 @@ async def health(request: web.Request) -> web.StreamResponse:
     except REDIS_DOWN:
         redis_state, status, code = "unreachable", "degraded", 503
     election = request.app.get(LEADERSHIP)
+    watch = request.app.get(REDIS_WATCH)
     out = m.HealthOut(
         status=status,
         redis=redis_state,
         version=__version__,
         time_ms=int(time.time() * 1000),
         leader=None if election is None else election.is_leader,
+        redis_restarts=None if watch is None else watch.restarts,
+        redis_state_lost=None if watch is None else watch.state_lost,
     )
     return _json(out, code)
 
@@ -446,7 +473,8 @@ _SUBMIT_BODY = {
 ROUTES: tuple[Route, ...] = (
     Route(
         "POST", "/api/jobs", submit_jobs, "Submit one job or a batch", "jobs",
-        response=m.SubmittedOne, also=(m.SubmittedBatch,), status=201, body=_SUBMIT_BODY, errors=(409, 413, 422, 503),
+        response=m.SubmittedOne, also=(m.SubmittedBatch,), status=201, body=_SUBMIT_BODY,
+        errors=(409, 413, 422, 503, 507),
     ),
     Route(
         "GET", "/api/jobs", list_jobs, "List jobs from the indexes, a page at a time", "jobs",
@@ -469,7 +497,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/jobs/{id}/cancel", cancel_job, "Cancel a job", "jobs", response=m.CancelOut,
           params=(_ID,), errors=(404, 503)),
     Route("POST", "/api/jobs/{id}/retry", retry_job, "Run a failed, cancelled or unworkable job again", "jobs",
-          response=m.RetryOut, params=(_ID,), errors=(404, 409, 503)),
+          response=m.RetryOut, params=(_ID,), errors=(404, 409, 503, 507)),
     Route(
         "GET", "/api/jobs/{id}/events", job_events, "Follow a job's events (Server-Sent Events)", "jobs",
         response=m.EventOut, content_type="text/event-stream", errors=(404, 422, 503), query_token=True,
@@ -483,7 +511,7 @@ ROUTES: tuple[Route, ...] = (
     ),
     # flows (docs/flows.md); the body of POST is a flow document: {id?, priority?, steps: [...]}
     Route("POST", "/api/flows", submit_flow, "Submit a flow: steps with depends_on edges, all or nothing", "flows",
-          response=m.FlowOut, status=201, errors=(409, 413, 422, 503),
+          response=m.FlowOut, status=201, errors=(409, 413, 422, 503, 507),
           body={"description": "A flow document: {id?, priority?, steps: [{name, service, depends_on, ...job}]}",
                 "schemas": ["FlowRequest"], "models": (m.FlowRequest,), "jobs_array": False}),
     Route("GET", "/api/flows", list_flows, "The flows not ended, the oldest first, with their steps' states", "flows",
@@ -506,6 +534,6 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", get_metrics, "Prometheus metrics (text format 0.0.4)", "figures",
           content_type=metrics_text.CONTENT_TYPE),
     Route("GET", "/health", health, "Liveness, and whether Redis answers (503 when not)", "meta",
-          response=m.HealthOut, auth=False),
-    Route("GET", "/openapi.json", openapi, "This description (OpenAPI 3.1)", "meta", auth=False),
+          response=m.HealthOut),
+    Route("GET", "/openapi.json", openapi, "This description (OpenAPI 3.1)", "meta"),
 )  # fmt: skip

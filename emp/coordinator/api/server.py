@@ -1,5 +1,6 @@
-"""Serving the API: :func:`serve` runs the aiohttp app and the leader-locked upkeep
-(:func:`emp.coordinator.upkeep.upkeep_loop`) in one event loop until ``stop`` is set;
+"""Serving the API: :func:`serve` runs the aiohttp app, the leader-locked upkeep
+(:func:`emp.coordinator.upkeep.upkeep_loop`) and the Redis restart watch
+(:func:`emp.coordinator.redis_watch.watch_loop`) in one event loop until ``stop`` is set;
 :func:`run_coordinator` adds SIGTERM/SIGINT handling (what `emp coordinator` runs).
 
 Shutdown order: stop accepting connections and end open event streams (at their next read, within
@@ -20,8 +21,9 @@ from aiohttp import web
 from emp import defaults
 from emp.client import Client
 from emp.coordinator.api.app import AccessLogger, create_app
-from emp.coordinator.api.routes import LEADERSHIP
+from emp.coordinator.api.routes import LEADERSHIP, REDIS_WATCH
 from emp.coordinator.leader import LeaderElection
+from emp.coordinator.redis_watch import RestartWatch, watch_loop
 from emp.coordinator.settings import CoordinatorSettings
 from emp.coordinator.upkeep import upkeep_loop
 
@@ -62,6 +64,7 @@ async def serve(
     election = LeaderElection(calls) if maintenance else None
     if election is not None:
         app[LEADERSHIP] = election
+    app[REDIS_WATCH] = watch = RestartWatch()
     runner = runner_for(app)
     await runner.setup()
     try:
@@ -72,7 +75,14 @@ async def serve(
         log.info("coordinator API on %s (auth %s)", url, "on" if settings.tokens() else "off")
         if on_ready is not None:
             on_ready(url)
+        watching = anyio.CancelScope()
+
+        async def watch_redis() -> None:
+            with watching:
+                await watch_loop(calls, watch)
+
         async with anyio.create_task_group() as tg:
+            tg.start_soon(watch_redis)
             if election is not None:
                 tg.start_soon(
                     lambda: upkeep_loop(
@@ -86,6 +96,7 @@ async def serve(
                     )
                 )
             await stop.wait()
+            watching.cancel()  # the upkeep ends by itself (a leader resigns first); the watch just stops
     finally:
         with anyio.move_on_after(defaults.API_SHUTDOWN_TIMEOUT_S * 2, shield=True):
             await runner.cleanup()

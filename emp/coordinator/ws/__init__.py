@@ -37,6 +37,7 @@ def add_ws_routes(
     authorized: Callable[[web.Request], bool],
     *,
     outbox_events: int = OUTBOX_EVENTS,
+    may_cancel: Callable[[web.Request], bool] | None = None,
 ) -> None:
     """Add GET /ws/monitor and GET /ws/client (also with the original's trailing ``/{id}``), and the
     app.on_startup / on_shutdown / on_cleanup hooks that run the shared event-stream reader (one per
@@ -44,13 +45,15 @@ def add_ws_routes(
 
     ``authorized(request)`` decides before the upgrade (HTTP 401 when it says no); a browser cannot
     set headers on a WebSocket, so it should accept the token in the query too (``?token=``).
+    ``may_cancel(request)``: whether a /ws/client socket may send ``cancel_job`` (the coordinator
+    allows it to admin tokens only; None: to every authorized socket).
     The caller owns ``client`` (opens and closes it). ``outbox_events``: events queued per socket
     before it counts as slow.
     """
     hub = Hub(client, outbox_events=outbox_events)
     app[HUB] = hub
     monitor = monitor_handler(hub, authorized)
-    original = client_handler(hub, client, authorized)
+    original = client_handler(hub, client, authorized, may_cancel)
     app.router.add_get("/ws/monitor", monitor)
     app.router.add_get("/ws/monitor/{monitor_id}", monitor)
     app.router.add_get("/ws/client", original)

@@ -277,10 +277,14 @@ class MonitorSocket(_Socket):
 
 
 class ClientSocket(_Socket):
-    def __init__(self, hub: Hub, ws: web.WebSocketResponse, client: Client, client_id: str) -> None:
+    def __init__(
+        self, hub: Hub, ws: web.WebSocketResponse, client: Client, client_id: str, *, may_cancel: bool = True
+    ) -> None:
         super().__init__(hub, ws)
         self.client = client
         self.client_id = client_id
+        self.may_cancel = may_cancel
+        """The token's scope allows cancel_job (admin; docs/security.md "Token scopes")."""
         self.following: set[str] = set()
 
     def detach(self) -> None:
@@ -355,6 +359,8 @@ class ClientSocket(_Socket):
         elif isinstance(command, original.Unfollow):
             self._unfollow(command.job_id)
             await self.send(reply("unsubscribed", job_id=command.job_id, timestamp=_now_ms()))
+        elif isinstance(command, original.Cancel) and not self.may_cancel:
+            await self.send(error_message("cancel_job needs the admin scope", job_id=command.job_id))
         elif isinstance(command, original.Cancel):
             previous = await self.client.cancel(command.job_id, command.reason)
             await self.send(
@@ -448,13 +454,18 @@ def monitor_handler(hub: Hub, authorized: Authorize) -> Callable[[web.Request], 
     return handle
 
 
-def client_handler(hub: Hub, client: Client, authorized: Authorize) -> Callable[[web.Request], Any]:
+def client_handler(
+    hub: Hub, client: Client, authorized: Authorize, may_cancel: Authorize | None = None
+) -> Callable[[web.Request], Any]:
+    """``may_cancel(request)``: the socket's cancel_job messages are obeyed (None: whenever authorized)."""
+
     async def handle(request: web.Request) -> web.StreamResponse:
         refuse_unless(authorized, request)
+        cancels = may_cancel is None or may_cancel(request)
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=MAX_MESSAGE_BYTES)
         await ws.prepare(request)
         await hub.ready.wait()
-        sock = ClientSocket(hub, ws, client, request.match_info.get("client_id", ""))
+        sock = ClientSocket(hub, ws, client, request.match_info.get("client_id", ""), may_cancel=cancels)
         await sock.run(request)
         return ws
 

@@ -69,6 +69,10 @@ function K.events(P) return P .. 'events' end
 function K.stats(P) return P .. 'stats' end
 function K.cancel_channel(P) return P .. 'cancel' end
 function K.guard(P, name) return P .. 'guard:' .. name end
+-- Stall grace (_housekeeping.lua): the last heartbeat's note ("<ms>:<lease ms>:<judged>"), and the
+-- stall being granted ("<wake ms>:<gap ms>", expiring with its grace).
+function K.clock(P) return P .. 'clock' end
+function K.stall(P) return P .. 'stall' end
 
 -- Leadership (docs/upkeep.md): the lease of one role, and its fencing counter (no TTL: a token is
 -- never handed out twice).

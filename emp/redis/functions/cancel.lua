@@ -42,4 +42,4 @@ local function cancel(keys, args)
   return {'OK', prev}
 end
 
-redis.register_function('emp_cancel', cancel)
+redis.register_function{function_name = 'emp_cancel', callback = cancel, flags = {'allow-oom'}}

@@ -25,4 +25,4 @@ local function claim(keys, args)
     tonumber(args[6]) or D.MAX_LOST_LEASES)
 end
 
-redis.register_function('emp_claim', claim)
+redis.register_function{function_name = 'emp_claim', callback = claim, flags = {'allow-oom'}}

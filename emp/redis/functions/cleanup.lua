@@ -64,4 +64,4 @@ local function cleanup(keys, args)
   return {trimmed, #lapsed, expired, prune_services(P, now, D.PRUNE_SERVICES_PAGE)}
 end
 
-redis.register_function('emp_cleanup', cleanup)
+redis.register_function{function_name = 'emp_cleanup', callback = cleanup, flags = {'allow-oom'}}

@@ -20,4 +20,4 @@ local function complete(keys, args)
   return complete_entry(args[1], now_ms(), args, 2)
 end
 
-redis.register_function('emp_complete', complete)
+redis.register_function{function_name = 'emp_complete', callback = complete, flags = {'allow-oom'}}

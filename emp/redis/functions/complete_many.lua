@@ -29,4 +29,4 @@ local function complete_many(keys, args)
   return replies
 end
 
-redis.register_function('emp_complete_many', complete_many)
+redis.register_function{function_name = 'emp_complete_many', callback = complete_many, flags = {'allow-oom'}}

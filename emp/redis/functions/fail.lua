@@ -155,4 +155,4 @@ local function fail(keys, args)
   return {outcome, nxt}
 end
 
-redis.register_function('emp_fail', fail)
+redis.register_function{function_name = 'emp_fail', callback = fail, flags = {'allow-oom'}}

@@ -27,4 +27,4 @@ redis.register_function{function_name = 'emp_flow_cancel', callback = function(k
     end
   end
   return {'OK', n}
-end}
+end, flags = {'allow-oom'}}

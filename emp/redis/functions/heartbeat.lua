@@ -8,12 +8,14 @@
            registered = 0 tells the worker its registration lapsed: register again.
   Errors   EMP_INVALID lease_ms / worker_ttl_ms (nothing written)
   Events   none (liveness is not an event: views read the workers zset)
+  Also     judges the silence before it and leaves the heartbeat note (stall grace, _housekeeping.lua)
 ]]
 
 local function heartbeat(keys, args)
   local P, wid, lease_ms, ttl_ms = args[1], args[2], tonumber(args[3]), tonumber(args[4])
   if not lease_ms or not ttl_ms then return invalid('lease_ms / worker_ttl_ms') end
   local now = now_ms()
+  HK.heard(P, now, lease_ms) -- a silence before it that went on too long was a stall (_housekeeping.lua)
   -- A worker marked offline (its registration lapsed while it was paused) must register again,
   -- so views see it come back; its hash existing is not enough.
   local wstatus = redis.call('HGET', K.worker(P, wid), 'status')
@@ -42,4 +44,4 @@ local function heartbeat(keys, args)
   return reply
 end
 
-redis.register_function('emp_heartbeat', heartbeat)
+redis.register_function{function_name = 'emp_heartbeat', callback = heartbeat, flags = {'allow-oom'}}

@@ -33,4 +33,4 @@ local function leader_acquire(keys, args)
   return {'OK', token, expires}
 end
 
-redis.register_function('emp_leader_acquire', leader_acquire)
+redis.register_function{function_name = 'emp_leader_acquire', callback = leader_acquire, flags = {'allow-oom'}}

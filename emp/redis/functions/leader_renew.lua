@@ -27,4 +27,4 @@ local function leader_renew(keys, args)
   return {'OK', expires}
 end
 
-redis.register_function('emp_leader_renew', leader_renew)
+redis.register_function{function_name = 'emp_leader_renew', callback = leader_renew, flags = {'allow-oom'}}

@@ -20,4 +20,4 @@ local function leader_resign(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_leader_resign', leader_resign)
+redis.register_function{function_name = 'emp_leader_resign', callback = leader_resign, flags = {'allow-oom'}}

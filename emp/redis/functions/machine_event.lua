@@ -44,4 +44,4 @@ local function machine_event(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_machine_event', machine_event)
+redis.register_function{function_name = 'emp_machine_event', callback = machine_event, flags = {'allow-oom'}}

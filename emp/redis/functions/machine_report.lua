@@ -28,4 +28,4 @@ local function machine_report(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_machine_report', machine_report)
+redis.register_function{function_name = 'emp_machine_report', callback = machine_report, flags = {'allow-oom'}}

@@ -20,4 +20,4 @@ local function machines_offline(keys, args)
   return {mark_machines_offline(P, now_ms(), page)}
 end
 
-redis.register_function('emp_machines_offline', machines_offline)
+redis.register_function{function_name = 'emp_machines_offline', callback = machines_offline, flags = {'allow-oom'}}

@@ -59,4 +59,4 @@ local function mark_unworkable(keys, args)
   return {'OK', moved, redis.call('ZCARD', qkey)}
 end
 
-redis.register_function('emp_mark_unworkable', mark_unworkable)
+redis.register_function{function_name = 'emp_mark_unworkable', callback = mark_unworkable, flags = {'allow-oom'}}

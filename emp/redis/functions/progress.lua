@@ -38,4 +38,4 @@ local function progress(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_progress', progress)
+redis.register_function{function_name = 'emp_progress', callback = progress, flags = {'allow-oom'}}

@@ -72,4 +72,4 @@ local function register_worker(keys, args)
   return {'OK', revived}
 end
 
-redis.register_function('emp_register_worker', register_worker)
+redis.register_function{function_name = 'emp_register_worker', callback = register_worker, flags = {'allow-oom'}}

@@ -22,4 +22,4 @@ local function release(keys, args)
   return {'OK', status}
 end
 
-redis.register_function('emp_release', release)
+redis.register_function{function_name = 'emp_release', callback = release, flags = {'allow-oom'}}

@@ -78,4 +78,4 @@ local function retire_signatures(keys, args)
   return {#retired, done}
 end
 
-redis.register_function('emp_retire_signatures', retire_signatures)
+redis.register_function{function_name = 'emp_retire_signatures', callback = retire_signatures, flags = {'allow-oom'}}

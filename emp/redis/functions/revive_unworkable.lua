@@ -21,4 +21,4 @@ local function revive_unworkable(keys, args)
   return {'OK', moved, remaining}
 end
 
-redis.register_function('emp_revive_unworkable', revive_unworkable)
+redis.register_function{function_name = 'emp_revive_unworkable', callback = revive_unworkable, flags = {'allow-oom'}}

@@ -4,7 +4,8 @@
 
   KEYS[1]  schedules
   ARGV[1]  P
-  ARGV[2]  name      [A-Za-z0-9][A-Za-z0-9_.-]* (no ':': job ids are sched:<name>:<occurrence ms>)
+  ARGV[2]  name      [A-Za-z0-9][A-Za-z0-9_.-]*, at most D.SCHEDULE_NAME_MAX (no ':': job ids are
+                     sched:<name>:<occurrence ms>)
   ARGV[3]  kind      cron | every
   ARGV[4]  cron      the expression ('' for every), ARGV[5] tz (zone name), ARGV[6] every_ms ('' for cron)
   ARGV[7]  missed    skip | once
@@ -27,7 +28,9 @@ do
   local function schedule_add(keys, args)
     local P, name, kind, cron, tz, every_ms = args[1], args[2], args[3], args[4], args[5], args[6]
     local missed, template, next_ms, replace, paused = args[7], args[8], args[9], args[10], args[11]
-    if not string.find(name, '^[A-Za-z0-9][A-Za-z0-9_.%-]*$') then return invalid('schedule: bad name') end
+    if not string.find(name, '^[A-Za-z0-9][A-Za-z0-9_.%-]*$') or #name > D.SCHEDULE_NAME_MAX then
+      return invalid('schedule: bad name (1..' .. D.SCHEDULE_NAME_MAX .. ' of letters, digits, _ . -)')
+    end
     if not SCHEDULE_KINDS[kind] then return invalid('schedule: kind must be cron or every') end
     if kind == 'cron' and not nonempty(cron) then return invalid('schedule: cron expression missing') end
     if kind == 'every' and not (tonumber(every_ms) and tonumber(every_ms) > 0) then

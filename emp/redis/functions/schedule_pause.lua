@@ -33,5 +33,5 @@ do
     return {'OK', was}
   end
 
-  redis.register_function('emp_schedule_pause', schedule_pause)
+  redis.register_function{function_name = 'emp_schedule_pause', callback = schedule_pause, flags = {'allow-oom'}}
 end

@@ -17,5 +17,5 @@ do
     return {n}
   end
 
-  redis.register_function('emp_schedule_remove', schedule_remove)
+  redis.register_function{function_name = 'emp_schedule_remove', callback = schedule_remove, flags = {'allow-oom'}}
 end

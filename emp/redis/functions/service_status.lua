@@ -45,4 +45,4 @@ local function service_status(keys, args)
   return {changed and 1 or 0, since}
 end
 
-redis.register_function('emp_service_status', service_status)
+redis.register_function{function_name = 'emp_service_status', callback = service_status, flags = {'allow-oom'}}

@@ -19,4 +19,4 @@ local function start(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_start', start)
+redis.register_function{function_name = 'emp_start', callback = start, flags = {'allow-oom'}}

@@ -21,7 +21,8 @@
            service 1..D.SERVICE_NAME_MAX of [a-z0-9_.-], priorities in PRIORITY_MIN..MAX,
            max_attempts 1..D.MAX_ATTEMPTS_CEILING, customer_id / workflow_id at most
            D.TEXT_FIELD_MAX, times at most D.MAX_MS, payload a JSON object of at most max_payload
-           bytes nested at most D.MAX_JSON_DEPTH deep, requirements a JSON object
+           bytes nested at most D.MAX_JSON_DEPTH deep, requirements a JSON object of at most
+           D.REQUIREMENTS_MAX_BYTES bytes nested as deep at most
            EMP_EXISTS <id>                    (a job with that id exists; nothing written)
   Events   job_submitted {service, priority} per job; then job_scheduled {run_at} (on the job's
            stream) | job_unworkable. The pending jobs of one signature wake at most one idle worker
@@ -102,7 +103,13 @@ local function refusal(args, id, b, max_payload, seen, valid)
   end
   local req = args[b + 5]
   if not valid.requirements[req] then
-    local ok, dec = pcall(cjson.decode, req)
+    if #req > D.REQUIREMENTS_MAX_BYTES then
+      return 'requirements is ' .. #req .. ' bytes, limit ' .. D.REQUIREMENTS_MAX_BYTES
+    end
+    local ok, dec = decode_payload(req) -- the depth limit of payloads applies to requirements too
+    if not ok and string.find(tostring(dec), 'too many nested', 1, true) then
+      return 'requirements is nested more than ' .. D.MAX_JSON_DEPTH .. ' levels deep'
+    end
     if not ok or type(dec) ~= 'table' or string.sub(req, 1, 1) ~= '{' then return 'requirements must be a JSON object' end
     valid.requirements[req] = true
   end

@@ -24,4 +24,4 @@ local function worker_offline(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_worker_offline', worker_offline)
+redis.register_function{function_name = 'emp_worker_offline', callback = worker_offline, flags = {'allow-oom'}}

@@ -23,4 +23,4 @@ local function worker_pause(keys, args)
   return {'OK'}
 end
 
-redis.register_function('emp_worker_pause', worker_pause)
+redis.register_function{function_name = 'emp_worker_pause', callback = worker_pause, flags = {'allow-oom'}}

@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 
 import anyio
 
+from emp import defaults
 from emp.worker.connectors.a1111_protocol import (
     SERVICE,
     ProgressTracker,
@@ -139,7 +140,10 @@ class A1111Connector:
         async with anyio.create_task_group() as tg:
             tg.start_soon(poll)
             try:
-                response = await self._http.request("POST", path, json_body=body)
+                # The answer carries the images (base64): the download cap, not the API answers' one.
+                response = await self._http.request(
+                    "POST", path, json_body=body, max_bytes=defaults.CONNECTOR_MAX_DOWNLOAD_BYTES
+                )
                 answer = response.json() if response.content else None
             except HttpStatusError as exc:
                 error = classify_error(mode, exc.response.status_code, _body_of(exc), exc.failure_class)

@@ -87,6 +87,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
+from emp import defaults
 from emp.worker.connectors.base import ConnectorError, Health, JobContext, shielded_cleanup
 from emp.worker.connectors.comfyui_errors import (
     dropped_outputs,
@@ -162,6 +163,9 @@ class ComfyUISettings:
     errors in the result, instead of failing it as malformed."""
     max_input_bytes: int = 100 * 1024 * 1024
     """Largest input image fetched from a URL (ComfyUI's own default upload limit)."""
+    max_output_bytes: int = defaults.CONNECTOR_MAX_DOWNLOAD_BYTES
+    """Largest output file downloaded (GET /view), and what one prompt's SaveImageWebsocket images
+    may add up to: both are held in memory until stored."""
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     """HTTP basic auth for a ComfyUI behind a proxy (both or neither; sent on HTTP and WebSocket)."""
@@ -177,8 +181,9 @@ class ComfyUISettings:
             raise ValueError(f"recovery_poll_s: comfyui recovery_poll_s must be > 0, got {self.recovery_poll_s!r}")
         if self.inactivity_timeout_s < 0:
             raise ValueError(f"comfyui inactivity_timeout_s must be >= 0 (0: off), got {self.inactivity_timeout_s!r}")
-        if self.max_input_bytes <= 0:
-            raise ValueError(f"max_input_bytes: comfyui max_input_bytes must be > 0, got {self.max_input_bytes!r}")
+        for name in ("max_input_bytes", "max_output_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}: comfyui {name} must be > 0, got {getattr(self, name)!r}")
         if (self.username is None) != (self.password is None):
             raise ValueError("username: comfyui username and password go together: give both or neither")
 
@@ -258,7 +263,9 @@ class ComfyUIConnector:
             try:
                 async with anyio.create_task_group() as downloads:
                     prefetch = _Prefetch(self._fetch, downloads)
-                    ws_images = WsImageCollector(websocket_nodes(job.workflow, job.output_nodes))
+                    ws_images = WsImageCollector(
+                        websocket_nodes(job.workflow, job.output_nodes), self.settings.max_output_bytes
+                    )
                     seen = await self._follow(ctx, watch, tracker, prefetch, ws_images)
                     finished = True
                     result = await self._finish(ctx, watch.prompt_id, seen, node_errors, tracker, prefetch)
@@ -528,7 +535,11 @@ class ComfyUIConnector:
         params = {"filename": ref.filename, "subfolder": ref.subfolder, "type": ref.type}
         try:
             response = await self.http.request(
-                "GET", "/view", params=params, timeout_s=self.settings.download_timeout_s
+                "GET",
+                "/view",
+                params=params,
+                timeout_s=self.settings.download_timeout_s,
+                max_bytes=self.settings.max_output_bytes,
             )
         except HttpStatusError as exc:  # ComfyUI just listed this file: not the job's fault
             raise ConnectorError("transient", f"could not fetch output {ref.filename!r}: {exc}") from exc
@@ -565,6 +576,20 @@ class ComfyUIConnector:
             self._fetcher = httpx.AsyncClient(follow_redirects=True, timeout=self.settings.download_timeout_s)
         limit = self.settings.max_input_bytes
         try:
+            # The whole download within its timeout: httpx's own is per read, which a drip never trips.
+            with anyio.fail_after(self.settings.download_timeout_s):
+                chunks = await self._fetch_input_chunks(image, limit)
+        except TimeoutError as exc:
+            raise ConnectorError(
+                "transient",
+                f"input image {image.name!r}: {image.url} did not answer in full within "
+                f"{self.settings.download_timeout_s:g} s",
+            ) from exc
+        return b"".join(chunks)
+
+    async def _fetch_input_chunks(self, image: InputImage, limit: int) -> list[bytes]:
+        assert image.url is not None and self._fetcher is not None
+        try:
             async with self._fetcher.stream("GET", image.url) as response:
                 if response.status_code >= 400:
                     failure_class = status_class(response.status_code)
@@ -583,7 +608,7 @@ class ComfyUIConnector:
             raise ConnectorError(
                 "transient", f"input image {image.name!r}: fetching {image.url} failed: {exc}"
             ) from exc
-        return b"".join(chunks)
+        return chunks
 
 
 def _socket_images(event: str, data: dict[str, Any], ws_images: WsImageCollector, watch: PromptWatch) -> bool:
@@ -591,8 +616,9 @@ def _socket_images(event: str, data: dict[str, Any], ws_images: WsImageCollector
     image). A lost socket fails a prompt that has SaveImageWebsocket nodes (frames sent meanwhile
     went to a dead socket)."""
     if event == BINARY:
-        if watch.frames:
-            ws_images.feed(watch.frames.popleft())
+        frame = watch.take_frame()
+        if frame is not None:
+            ws_images.feed(frame)
         return True
     if event == LOST and ws_images.nodes:
         raise ConnectorError(

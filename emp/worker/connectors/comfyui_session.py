@@ -17,6 +17,10 @@ Routing rules (ComfyUI ``server.py``; ``docs``: comfyui-protocol.md §5):
   and, for ``SaveImageWebsocket``, as the prompt's only copy of its images.
 - When the connection ends, every watch of prompts submitted under this session's client id gets
   a ``lost`` event: their remaining events would go to a socket that no longer exists.
+
+What waits unread in a watch is bounded (``defaults.CONNECTOR_WS_BUFFER_EVENTS`` events,
+``defaults.CONNECTOR_WS_BUFFER_BYTES`` bytes of frames): a server that floods the socket faster
+than the job reads makes the watch drop the rest and its reader fail as transient.
 """
 
 from __future__ import annotations
@@ -28,6 +32,8 @@ from typing import Any
 
 import anyio
 
+from emp import defaults
+from emp.worker.connectors.base import ConnectorError
 from emp.worker.connectors.ws import WebSocket, WsClosed
 
 log = logging.getLogger(__name__)
@@ -52,25 +58,78 @@ class PromptWatch:
     nowhere else).
     """
 
-    def __init__(self, prompt_id: str, session: Session) -> None:
+    def __init__(
+        self,
+        prompt_id: str,
+        session: Session,
+        *,
+        max_events: int = defaults.CONNECTOR_WS_BUFFER_EVENTS,
+        max_frame_bytes: int = defaults.CONNECTOR_WS_BUFFER_BYTES,
+    ) -> None:
         self.prompt_id = prompt_id
         self.session = session
         self.orphaned = False
         self.frames: deque[bytes] = deque()
-        """The binary frames, one per ``binary`` event (the reader pops one per such event)."""
+        """The binary frames, one per ``binary`` event (the reader takes one per such event)."""
+        self.frame_bytes = 0
+        self.max_events = max_events
+        self.max_frame_bytes = max_frame_bytes
+        self.overflow: str | None = None
+        """Why events were dropped (the reader was too far behind); :meth:`next` then raises."""
         self._items: deque[Event] = deque()
         self._wakeup: anyio.Event | None = None
 
     def push(self, event: str, data: dict[str, Any]) -> None:
+        if self.overflow is not None:
+            return
+        if len(self._items) >= self.max_events:
+            self._overflowed(f"more than {self.max_events} events")
+            return
         self._items.append((event, data))
         if self._wakeup is not None:
             self._wakeup.set()
 
+    def add_frame(self, frame: bytes) -> None:
+        """A binary frame for this prompt (and its ``binary`` event)."""
+        if self.overflow is not None:
+            return
+        if self.frame_bytes + len(frame) > self.max_frame_bytes:
+            self._overflowed(f"{self.frame_bytes + len(frame)} bytes of binary frames")
+            return
+        self.frames.append(frame)
+        self.frame_bytes += len(frame)
+        self.push(BINARY, {"size": len(frame)})
+
+    def take_frame(self) -> bytes | None:
+        """The oldest binary frame not taken yet (None: none left)."""
+        if not self.frames:
+            return None
+        frame = self.frames.popleft()
+        self.frame_bytes = max(0, self.frame_bytes - len(frame))
+        return frame
+
+    def _overflowed(self, what: str) -> None:
+        self.overflow = f"{what} unread"
+        self._items.clear()
+        self.frames.clear()
+        self.frame_bytes = 0
+        if self._wakeup is not None:
+            self._wakeup.set()
+
     async def next(self) -> Event:
-        """The next event; waits for one. One reader only."""
+        """The next event; waits for one. One reader only. Raises a transient ConnectorError once
+        the server flooded the watch past its bounds."""
         while not self._items:
+            if self.overflow is not None:
+                break
             self._wakeup = anyio.Event()
             await self._wakeup.wait()
+        if self.overflow is not None:
+            raise ConnectorError(
+                "transient",
+                f"ComfyUI flooded the socket for prompt {self.prompt_id} faster than it could be read "
+                f"({self.overflow}); the attempt is given up",
+            )
         return self._items.popleft()
 
 
@@ -111,8 +170,7 @@ class Router:
         if isinstance(frame, bytes):
             running = self.watches.get(session.running) if session.running else None
             if running is not None:
-                running.frames.append(frame)
-                running.push(BINARY, {"size": len(frame)})
+                running.add_frame(frame)
             return
         event, data = frame.get("type"), frame.get("data")
         if not isinstance(event, str) or not isinstance(data, dict):

@@ -10,7 +10,8 @@ image, with no node id; the node is the one of the ``progress`` event just befor
 sends ``progress`` value i of n, then image i). Type-4 frames (metadata negotiated) name their node.
 
 Sampler previews arrive in the same frames: only frames of nodes whose class is in
-:data:`WS_IMAGE_CLASSES` are kept. A frame that arrives while no such node runs is a preview.
+:data:`WS_IMAGE_CLASSES` are kept. A frame that arrives while no such node runs is a preview. The
+kept images wait in memory until the prompt ends: past ``max_bytes`` in all, the prompt fails.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from emp import defaults
+from emp.worker.connectors.base import ConnectorError
 
 WS_IMAGE_CLASSES = frozenset({"SaveImageWebsocket"})
 """Node classes whose images exist only as socket frames."""
@@ -56,8 +60,11 @@ class WsImage:
 class WsImageCollector:
     """Feed it the prompt's events in order; :attr:`images` are the socket-only outputs."""
 
-    def __init__(self, nodes: frozenset[str]) -> None:
+    def __init__(self, nodes: frozenset[str], max_bytes: int = defaults.CONNECTOR_MAX_DOWNLOAD_BYTES) -> None:
         self.nodes = nodes
+        self.max_bytes = max_bytes
+        """What the kept images may add up to (they wait in memory until the prompt ends)."""
+        self.size = 0
         self.images: list[WsImage] = []
         self._node: str | None = None
         self._counts: dict[str, int] = {}
@@ -76,6 +83,12 @@ class WsImageCollector:
         node, ctype, data = parsed
         if node is None or node not in self.nodes:
             return None
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise ConnectorError(
+                "malformed",
+                f"the SaveImageWebsocket images of this prompt add up to more than {self.max_bytes} bytes",
+            )
         index = self._counts.get(node, 0)
         self._counts[node] = index + 1
         image = WsImage(node, index, data, ctype)

@@ -13,7 +13,18 @@ read/write timeout on a running request         transient
 408, 409, 425, 429, 5xx                         transient
 other 4xx (401, 403: auth is misconfigured)     unknown
 a 2xx body that is not the JSON we expect       transient (logged with a sample)
+an answer larger than its byte cap              malformed (the same job would get
+                                                the same answer)
+no complete answer within the request's time    transient (timed out)
 ==============================================  =====================
+
+What a service answers is bounded (issue 13: a hostile or broken service must not exhaust the
+worker's memory or hang it past its timeouts): :meth:`HttpService.request` reads at most
+``max_response_bytes`` of the (decoded) body (``defaults.CONNECTOR_MAX_RESPONSE_BYTES``; a caller
+may pass a larger ``max_bytes`` for a file download), and the whole exchange, from connect to the
+last byte, must end within the request's timeout: a service that drips one byte a second never
+trips httpx's per-read timeout, but trips this one. :meth:`HttpService.stream` caps the bytes
+read from the stream the same way (its time is the job's: a long generation streams for long).
 
 A connector refines these where its service says more (an OOM in a 500 body is
 resource_exhausted): it catches :class:`HttpStatusError`, reads ``response``, and raises its own
@@ -28,8 +39,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import anyio
 import httpx
 
+from emp import defaults
 from emp.worker.connectors.base import ConnectorError, Health
 
 MALFORMED_STATUSES = frozenset({400, 404, 405, 413, 415, 422})
@@ -67,6 +80,37 @@ class HttpStatusError(ConnectorError):
         self.response = response
 
 
+class ResponseTooLarge(ConnectorError):
+    """The service answered more bytes than the cap: the connection is dropped, the rest never read."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("malformed", message)
+
+
+class _CappedStream(httpx.AsyncByteStream):
+    """A response's byte stream that raises :class:`ResponseTooLarge` past ``limit`` bytes."""
+
+    def __init__(self, inner: httpx.AsyncByteStream, limit: int, what: str) -> None:
+        self.inner = inner
+        self.limit = limit
+        self.what = what
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self.inner:
+            size += len(chunk)
+            if size > self.limit:
+                raise ResponseTooLarge(f"{self.what}: the answer is over the limit of {self.limit} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+_BODY_HEADERS = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+"""Headers that describe the body on the wire, not the decoded bytes a read response holds."""
+
+
 class HttpTransportError(ConnectorError):
     """No answer: the service was unreachable, stayed silent past the timeout (``timed_out``), or
     cut the connection."""
@@ -88,10 +132,13 @@ class HttpService:
         connect_timeout_s: float = CONNECT_TIMEOUT_S,
         headers: dict[str, str] | None = None,
         auth: tuple[str, str] | None = None,
+        max_response_bytes: int = defaults.CONNECTOR_MAX_RESPONSE_BYTES,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.service = service
+        self.timeout_s = timeout_s
         self.connect_timeout_s = connect_timeout_s
+        self.max_response_bytes = max_response_bytes
         self.client = httpx.AsyncClient(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s, connect=connect_timeout_s),
@@ -115,9 +162,12 @@ class HttpService:
         data: Any = None,
         timeout_s: float | None = None,
         ok_statuses: frozenset[int] = frozenset(),
+        max_bytes: int | None = None,
     ) -> httpx.Response:
-        """Send one request; raise a classified ConnectorError for transport failures
-        (:class:`HttpTransportError`) and for error statuses (:class:`HttpStatusError`: any status
+        """Send one request and read its answer whole; raise a classified ConnectorError for
+        transport failures (:class:`HttpTransportError`, also when the answer is not complete
+        within the timeout), for an answer over ``max_bytes`` (default ``max_response_bytes``:
+        :class:`ResponseTooLarge`) and for error statuses (:class:`HttpStatusError`: any status
         >= 400 not in ``ok_statuses``)."""
         kwargs: dict[str, Any] = {"params": params}
         if files is not None:
@@ -125,12 +175,46 @@ class HttpService:
         if data is not None:
             kwargs["data"] = data
         kwargs.update(self._options(json_body, timeout_s))
+        limit = max_bytes if max_bytes is not None else self.max_response_bytes
+        deadline = timeout_s if timeout_s is not None else self.timeout_s
         try:
-            response = await self.client.request(method, path, **kwargs)
+            with anyio.fail_after(deadline):
+                request = self.client.build_request(method, path, **kwargs)
+                response = await self._read(await self.client.send(request, stream=True), method, path, limit)
         except httpx.HTTPError as exc:
             raise self._transport_error(exc, method, path) from exc
+        except TimeoutError as exc:
+            raise HttpTransportError(
+                "transient",
+                f"{self.service} {method} {path}: no complete answer within {deadline:g} s",
+                timed_out=True,
+            ) from exc
         self._check_status(response, method, path, ok_statuses)
         return response
+
+    async def _read(self, response: httpx.Response, method: str, path: str, limit: int) -> httpx.Response:
+        """The response with its (decoded) body read, at most ``limit`` bytes of it (the connection
+        is closed as soon as it is over: the rest is never read)."""
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    raise ResponseTooLarge(
+                        f"{self.service} {method} {path}: the answer is over the limit of {limit} bytes"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _BODY_HEADERS]
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=b"".join(chunks),
+            request=response.request,
+            extensions=response.extensions,
+        )
 
     @asynccontextmanager
     async def stream(
@@ -140,10 +224,14 @@ class HttpService:
 
         Errors are classified as by :meth:`request`: an error status (its body read, for
         ``HttpStatusError.response``) before the block runs; a transport failure whether it
-        happens at the start or while the block reads the body. Leaving the block closes the
-        response, which drops the connection if the body was not read to its end."""
+        happens at the start or while the block reads the body; :class:`ResponseTooLarge` once
+        more than ``max_response_bytes`` were read. Leaving the block closes the response, which
+        drops the connection if the body was not read to its end."""
         try:
             async with self.client.stream(method, path, **self._options(json_body, timeout_s)) as response:
+                raw = response.stream
+                assert isinstance(raw, httpx.AsyncByteStream)
+                response.stream = _CappedStream(raw, self.max_response_bytes, f"{self.service} {method} {path}")
                 if response.status_code >= 400:
                     await response.aread()
                     self._check_status(response, method, path)

@@ -51,7 +51,13 @@ class RestConnector:
 
     def __init__(self, settings: RestSettings) -> None:
         self.settings = settings
-        self.http = HttpService(settings.url, service=SERVICE, timeout_s=settings.timeout_s, headers=settings.headers)
+        self.http = HttpService(
+            settings.url,
+            service=SERVICE,
+            timeout_s=settings.timeout_s,
+            headers=settings.headers,
+            max_response_bytes=settings.max_response_bytes,
+        )
 
     @classmethod
     def from_config(cls, url: str | None, options: Mapping[str, Any]) -> RestConnector:

@@ -11,8 +11,12 @@ submit_path        "/"                             where the job is sent (the pa
 method             "POST"                          POST, PUT or PATCH
 headers            {}                              sent with every request (``${VAR}`` expanded
                                                    by the services config: put tokens there)
-timeout_s          60.0                            one HTTP request's read timeout; the job's own
-                                                   timeout is the worker's (job ``timeout_s``)
+timeout_s          60.0                            one HTTP request's time: its whole answer must
+                                                   arrive within it; the job's own timeout is the
+                                                   worker's (job ``timeout_s``)
+max_response_bytes 64 MiB                          largest answer read (a bigger one fails the
+                                                   attempt as malformed; defaults.py
+                                                   CONNECTOR_MAX_RESPONSE_BYTES)
 health_path        "/health"                       GET; any 2xx is healthy, the body is ignored
 status_path        "/jobs/{id}"                    async: GET to poll; ``{id}`` is the job's id
 id_field           "id"                            async: dotted path to the id in the submit
@@ -55,6 +59,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from emp import defaults
 from emp.worker.connectors.options import BadOption, parse_options
 
 Mode = Literal["sync", "async"]
@@ -102,6 +107,7 @@ class RestSettings:
     models_name_field: str = "name"
     models: tuple[str, ...] = ()
     outputs_field: str | None = None
+    max_response_bytes: int = defaults.CONNECTOR_MAX_RESPONSE_BYTES
 
 
 _POSITIVE = "a positive number"
@@ -132,6 +138,7 @@ _EXPECTED: dict[str, str] = {
     "models_name_field": _NON_EMPTY,
     "models": _STRINGS,
     "outputs_field": _NON_EMPTY,
+    "max_response_bytes": "a positive integer",
 }
 """What each option expects, as error messages say it (``mode``'s type says it: one of sync, async)."""
 _CHOICES = {"method": METHODS, "cancel_method": CANCEL_METHODS}
@@ -177,6 +184,8 @@ def _valid(key: str, value: Any) -> bool:
         return math.isfinite(value) and value > 0
     if key == "poll_error_limit":
         return bool(value >= 0)
+    if key == "max_response_bytes":
+        return bool(value > 0)
     return True  # headers: a table of strings is all they need to be
 
 

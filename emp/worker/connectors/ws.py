@@ -13,7 +13,8 @@
 
 Loopback services are the common case: no proxy from the environment is used, compression is
 off (it costs more CPU than it saves bytes on loopback), and frames may be large (ComfyUI sends
-full-size images in binary frames).
+full-size images in binary frames), up to a cap; few unread frames are buffered (a flooding
+service meets TCP back-pressure), and text frames that are not JSON objects are skipped.
 """
 
 from __future__ import annotations
@@ -30,14 +31,23 @@ from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
+from emp import defaults
 from emp._backoff import Backoff
 from emp.worker.connectors.base import ConnectorError
 
 log = logging.getLogger(__name__)
 
-MAX_FRAME_BYTES = 256 * 1024 * 1024
-"""Largest frame accepted. websockets' 1 MiB default would close the socket (1009) on the first
-full-size image a ComfyUI SaveImageWebsocket node sends."""
+MAX_FRAME_BYTES = defaults.CONNECTOR_WS_MAX_FRAME_BYTES
+"""Largest frame accepted (a bigger one closes the socket with 1009). websockets' 1 MiB default
+would close it on the first full-size image a ComfyUI SaveImageWebsocket node sends."""
+
+MAX_QUEUE = defaults.CONNECTOR_WS_MAX_QUEUE
+"""Frames received but not read yet before the client stops reading the socket: a service that
+floods it meets TCP back-pressure instead of the worker's memory."""
+
+SKIPPED_LOG_EVERY = 1000
+"""A text frame that is not a JSON object is logged once, then once per this many (a flood of
+garbage must not flood the log)."""
 
 PING_INTERVAL_S = 20.0
 """The client pings (servers like ComfyUI never do): a silently dead peer is noticed within
@@ -67,6 +77,8 @@ class WebSocket:
     def __init__(self, conn: ClientConnection, url: str) -> None:
         self._conn = conn
         self.url = url
+        self.skipped = 0
+        """Text frames skipped because they are not a JSON object."""
 
     async def recv(self) -> Frame:
         """The next frame: a JSON object for a text frame, bytes for a binary one.
@@ -88,12 +100,18 @@ class WebSocket:
                 return data
             try:
                 value = json.loads(data)
-            except ValueError:
-                log.warning("websocket %s: skipped a text frame that is not JSON: %.200r", self.url, data)
-                continue
+            except (ValueError, RecursionError):
+                value = None
             if isinstance(value, dict):
                 return value
-            log.warning("websocket %s: skipped a JSON frame that is not an object: %.200r", self.url, data)
+            self.skipped += 1
+            if self.skipped % SKIPPED_LOG_EVERY == 1:
+                log.warning(
+                    "websocket %s: skipped a text frame that is not a JSON object (%d so far): %.200r",
+                    self.url,
+                    self.skipped,
+                    data,
+                )
 
     async def send_json(self, value: Any) -> None:
         try:
@@ -131,6 +149,7 @@ async def connect(url: str, *, service: str, timeout_s: float, headers: dict[str
                 ping_timeout=PING_TIMEOUT_S,
                 close_timeout=CLOSE_TIMEOUT_S,
                 max_size=MAX_FRAME_BYTES,
+                max_queue=MAX_QUEUE,
             )
     except TimeoutError as exc:
         raise ConnectorError(
