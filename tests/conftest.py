@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from emp.errors import ConfigError
+from emp.redis import library
+from emp.redis.calls import Calls
+from emp.redis.client import connect
 from emp.redis.cluster import LocalCluster
 from emp.redis.embedded import EmbeddedRedis
 
@@ -60,3 +63,14 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClu
 def namespace() -> str:
     """A namespace of this test's own, so tests share one Redis without flushing it."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
+    """Calls over a fresh client, in this test's own namespace, with the library loaded."""
+    client = connect(redis_url)
+    try:
+        await library.ensure_loaded(client)
+        yield Calls(client, namespace)
+    finally:
+        await client.aclose()

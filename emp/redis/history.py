@@ -35,9 +35,17 @@ class EventRecorder:
         self.last_id = "0-0"
         self._block_ms = block_ms
         self._count = count
+        # One read at a time: drain() runs while the tailing task may be blocked in its own read
+        # from the same id, and two reads from one id would record the same events twice (a
+        # made-up duplicated commit for the checker).
+        self._reading = anyio.Lock()
 
     async def read_once(self, block_ms: int | None = None) -> int:
         """Read what is there now (blocking up to ``block_ms``); the number of new events."""
+        async with self._reading:
+            return await self._read(block_ms)
+
+    async def _read(self, block_ms: int | None) -> int:
         try:
             got = await read_after(
                 self.calls.client, self.calls.keys.events, self.last_id, block_ms=block_ms, count=self._count

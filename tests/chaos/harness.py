@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -31,7 +29,6 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from emp._ports import free_port
 from emp.model.history import Limits, Verdict, check, parse_executions
 from emp.model.job import TERMINAL
 from emp.redis import library
@@ -39,97 +36,7 @@ from emp.redis.calls import Calls
 from emp.redis.client import TRANSIENT_ERRORS, RedisClient, connect
 from emp.redis.history import EventRecorder, final_records
 from tests.integration.helpers import WorkerProcs
-from tests.polling import poll
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(64).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-class RedisProc:
-    """One private redis-server on a free loopback port, with the faults a scenario needs.
-
-    ``persistence``: "none" (no RDB, no AOF), "always" or "everysec" (AOF with that fsync policy).
-    ``extra``: more server arguments (for example ``["--maxmemory", "16mb"]``).
-    """
-
-    def __init__(self, data_dir: Path, persistence: str = "none", extra: Sequence[str] = ()) -> None:
-        self.data_dir = data_dir
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.persistence = persistence
-        self.extra = list(extra)
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _args(self) -> list[str]:
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.data_dir)]
-        args += ["--save", "", "--enable-debug-command", "local"]
-        if self.persistence == "none":
-            args += ["--appendonly", "no"]
-        else:
-            args += ["--appendonly", "yes", "--appendfsync", self.persistence]
-        return args + self.extra
-
-    def start(self) -> RedisProc:
-        log = open(self.data_dir / "redis.log", "ab")  # noqa: SIM115 - the server keeps the fd
-        self.proc = subprocess.Popen(self._args(), stdout=log, stderr=subprocess.STDOUT)
-        log.close()
-        poll(lambda: _answers_ping(self.port), timeout=15, what="redis-server to start")
-        return self
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown save, as a crashed host."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def restart(self, wipe: bool = False) -> None:
-        """Kill and start again on the same port (``wipe``: with an empty data directory)."""
-        self.kill()
-        if wipe:
-            for f in self.data_dir.glob("*"):
-                if f.is_file() and f.name != "redis.log":
-                    f.unlink()
-                elif f.is_dir():
-                    for g in f.glob("*"):
-                        g.unlink()
-        self.start()
-
-    def pause(self) -> None:
-        """SIGSTOP the server: every client times out while TTLs keep running (reliability.md E13)."""
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGCONT)
-
-    def stop(self) -> None:
-        self.kill()
-
-
-class _SerialRecorder(EventRecorder):
-    """An :class:`EventRecorder` whose reads never overlap: :meth:`ChaosRun.finish` (and a test) drains
-    while the tailing task is blocked in its own read from the same id, and two reads from one id
-    record the same events twice (a made-up duplicated commit)."""
-
-    def __init__(self, calls: Calls) -> None:
-        super().__init__(calls)
-        self._reading = anyio.Lock()
-
-    async def read_once(self, block_ms: int | None = None) -> int:
-        async with self._reading:
-            return await super().read_once(block_ms)
+from tests.redis_proc import RedisProc
 
 
 class ChaosRun:
@@ -163,7 +70,7 @@ class ChaosRun:
         self.client = connect(self.redis.url, timeout_s=5)
         await library.ensure_loaded(self.client)
         self.calls = Calls(self.client, self.namespace)
-        self.recorder = _SerialRecorder(self.calls)
+        self.recorder = EventRecorder(self.calls)
         self.workers = WorkerProcs(self.redis.url, self.namespace, self.tmp_path)
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()

@@ -14,15 +14,10 @@ leaders; every job then completed on attempt 2; the checker is clean.
 
 from __future__ import annotations
 
-import os
 import random
-import re
 import signal
-import subprocess
-import sys
 import uuid
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -33,6 +28,7 @@ from emp import defaults
 from emp.model.events import EventType
 from emp.redis.calls import ClaimedJob
 from tests.chaos.harness import ChaosRun, sim_wire
+from tests.coordinator_proc import CoordinatorProc
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(150)]
@@ -43,45 +39,9 @@ LEASE_MS = (300, 12_000)
 TAKEOVER_S = defaults.LEADER_LEASE_S + defaults.LEADER_ACQUIRE_INTERVAL_S + 10
 """A killed leader's lease lapses, then the standby's next attempt wins (plus slack for a loaded CI)."""
 
-_REQUEUED = re.compile(r"upkeep \(token (\d+)\): .*?\brequeued (\d+)")
 
-
-@dataclass
-class Coordinator:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    url: str = ""
-
-    def requeued(self) -> Counter[int]:
-        """Requeues this process logged, per leadership token."""
-        out: Counter[int] = Counter()
-        for m in _REQUEUED.finditer(self.log.read_text(errors="replace")):
-            out[int(m.group(1))] += int(m.group(2))
-        return out
-
-
-def _start(name: str, run: ChaosRun) -> Coordinator:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMP_")}
-    env.update(EMP_REDIS_URL=run.redis.url, EMP_STATE_DIR=str(run.tmp_path / name), PYTHONUNBUFFERED="1")
-    log = run.tmp_path / f"{name}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emp", "--namespace", run.namespace, "-v", "coordinator", "--port", "0"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
-    return Coordinator(name, proc, log)
-
-
-async def _serving(c: Coordinator) -> None:
-    async def url() -> str | None:
-        assert c.proc.poll() is None, f"{c.name} exited: {c.log.read_text(errors='replace')}"
-        m = re.search(r"serving (http://\S+)", c.log.read_text(errors="replace"))
-        return m.group(1) if m else None
-
-    c.url = await wait_for(url, timeout=30, what=f"{c.name}'s URL")
+def _start(name: str, run: ChaosRun) -> CoordinatorProc:
+    return CoordinatorProc(name, run.tmp_path, run.redis.url, run.namespace)
 
 
 async def test_coordinators_killed_mid_sweep_requeue_each_expired_attempt_exactly_once(tmp_path: Path) -> None:
@@ -92,9 +52,9 @@ async def test_coordinators_killed_mid_sweep_requeue_each_expired_attempt_exactl
         coordinators = [_start(f"c{i}", run) for i in range(2)]
         try:
             for c in coordinators:
-                await _serving(c)
+                await c.serving()
 
-            async def the_leader() -> Coordinator | None:
+            async def the_leader() -> CoordinatorProc | None:
                 leading = []
                 for c in coordinators:
                     if c.proc.poll() is None:
@@ -115,14 +75,14 @@ async def test_coordinators_killed_mid_sweep_requeue_each_expired_attempt_exactl
 
             killed: list[str] = []
             for n in range(KILLS):
-                leader: Coordinator = await wait_for(the_leader, timeout=TAKEOVER_S, what=f"leader #{n + 1}")
+                leader: CoordinatorProc = await wait_for(the_leader, timeout=TAKEOVER_S, what=f"leader #{n + 1}")
                 await anyio.sleep(rng.uniform(0.0, 1.5))  # a random moment of its term (the fault's schedule)
                 leader.proc.send_signal(signal.SIGKILL)
                 leader.proc.wait(timeout=10)
                 killed.append(leader.name)
                 standby = _start(f"c{len(coordinators)}", run)
                 coordinators.append(standby)
-                await _serving(standby)
+                await standby.serving()
 
             async def no_lease_left() -> bool:
                 return await calls.client.zcard(calls.keys.leases) == 0
@@ -131,14 +91,12 @@ async def test_coordinators_killed_mid_sweep_requeue_each_expired_attempt_exactl
             assert await wait_for(the_leader, timeout=TAKEOVER_S, what="a leader at the end")
         finally:
             for c in coordinators:
-                if c.proc.poll() is None:
-                    c.proc.send_signal(signal.SIGKILL)
-                    c.proc.wait(timeout=10)
+                c.kill()
 
         # Only now a worker: its claims must not have swept anything the coordinators did not.
         run.start_worker("--id", "finisher", "--concurrency", "4")
         verdict = await run.finish(timeout=60)
-        logs = "\n".join(f"--- {c.name}\n{c.log.read_text(errors='replace')[-2000:]}" for c in coordinators)
+        logs = "\n".join(f"--- {c.name}\n{c.log()[-2000:]}" for c in coordinators)
         assert verdict.ok, verdict.summary() + run.worker_logs() + logs
         assert verdict.outcomes == {"completed": JOBS}, verdict.summary()
 

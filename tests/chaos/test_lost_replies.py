@@ -142,6 +142,9 @@ async def test_a_complete_whose_reply_is_lost_is_retried_and_answers_already(tmp
             await wait_for(_log_says(run, "complete: redis unavailable"), timeout=20, what="the complete to time out")
             proxy.set_mode("pass")
             proxy.latency_s = 0.0
+            # The job is already completed in Redis: wait for the retried complete's answer before the run ends.
+            retried = _log_says(run, "job j0 attempt 1: already completed")
+            await wait_for(retried, timeout=20, what="the retried complete")
 
             verdict = await run.finish(timeout=40)
         logs = run.worker_logs()
@@ -176,6 +179,8 @@ async def test_a_fail_whose_reply_is_lost_is_retried_and_fails_the_job_once(tmp_
             await wait_for(_log_says(run, "fail: redis unavailable"), timeout=20, what="the fail call to time out")
             proxy.set_mode("pass")
             proxy.latency_s = 0.0
+            # The job already failed in Redis: wait for the worker's retry to be answered before the run ends.
+            await wait_for(_log_says(run, "job bad attempt 1: STALE failed"), timeout=20, what="the retried fail")
 
             verdict = await run.finish(timeout=40)
         logs = run.worker_logs()

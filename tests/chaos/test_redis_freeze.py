@@ -19,8 +19,8 @@ import pytest
 
 from emp.model.events import EventType
 from emp.model.job import JobStatus
-from tests.chaos.coordinator import CoordinatorProc
 from tests.chaos.harness import ChaosRun, sim_wire
+from tests.coordinator_proc import CoordinatorProc
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -34,9 +34,9 @@ RECONNECT_S = 5.0
 async def test_a_frozen_redis_requeues_no_job_of_a_live_worker(tmp_path: Path) -> None:
     async with ChaosRun(tmp_path, lease_ms=LEASE_S * 1000) as run:
         assert run.calls is not None and run.client is not None and run.recorder is not None
-        coordinator = CoordinatorProc(run, tmp_path)
+        coordinator = CoordinatorProc("coordinator", tmp_path, run.redis.url, run.namespace)
         try:
-            await coordinator.url()
+            await coordinator.serving()
             run.start_worker("--id", "a", "--lease-ttl", str(LEASE_S), "--concurrency", "3")
             run.start_worker("--id", "b", "--lease-ttl", str(LEASE_S), "--concurrency", "3")
             # 7 s jobs: running before, during and after the 4 s freeze. The sixth slot stays idle and

@@ -23,8 +23,8 @@ import pytest
 from emp.errors import BrokerFull
 from emp.model.job import JobStatus
 from emp.redis.calls import UpkeepCalls
-from tests.chaos.coordinator import CoordinatorProc
 from tests.chaos.harness import ChaosRun, sim_wire
+from tests.coordinator_proc import CoordinatorProc
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -47,9 +47,9 @@ async def test_a_full_broker_refuses_new_work_at_once_and_finishes_the_rest(tmp_
     redis_args = ["--maxmemory", "16mb", "--maxmemory-policy", "noeviction"]
     async with ChaosRun(tmp_path, redis_args=redis_args, lease_ms=5000) as run:
         assert run.calls is not None and run.client is not None
-        coordinator = CoordinatorProc(run, tmp_path)
+        coordinator = CoordinatorProc("coordinator", tmp_path, run.redis.url, run.namespace)
         try:
-            api = await coordinator.url()
+            api = await coordinator.serving()
 
             # -- fill it: batches of 10 until refused --------------------------------------------
             refused: list[str] = []

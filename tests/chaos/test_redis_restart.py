@@ -25,8 +25,8 @@ from emp.model.job import TERMINAL, JobStatus
 from emp.redis import library
 from emp.redis.client import UNREACHABLE_ERRORS
 from emp.redis.history import final_records
-from tests.chaos.coordinator import CoordinatorProc
 from tests.chaos.harness import ChaosRun, sim_wire
+from tests.coordinator_proc import CoordinatorProc
 from tests.polling import wait_for
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(120)]
@@ -40,12 +40,12 @@ _LOST = re.compile(r"Redis restarted empty \(run_id changed\): (\d+) job\(s\) in
 async def test_redis_restarted_empty_is_noticed_reported_and_survived(tmp_path: Path) -> None:
     async with ChaosRun(tmp_path, lease_ms=2000) as run:
         assert run.calls is not None and run.client is not None and run.recorder is not None
-        coordinator = CoordinatorProc(run, tmp_path)
+        coordinator = CoordinatorProc("coordinator", tmp_path, run.redis.url, run.namespace)
         workers = [run.start_worker("--id", wid, "--lease-ttl", "2") for wid in ("w1", "w2")]
         # Named, so the test can see it blocked in its wait (CLIENT LIST) before Redis dies.
         submitter = Client(run.redis.url + "?client_name=submitter", run.namespace)
         try:
-            api = await coordinator.url()
+            api = await coordinator.serving()
 
             async def both_registered() -> bool:
                 return {w.id for w in await run.calls.live_workers()} >= {"w1", "w2"}  # type: ignore[union-attr]

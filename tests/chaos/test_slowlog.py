@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from emp.bench.scale_bench import FULL, MAX_CALL_MS, MAX_PING_MS, render_text, run_scale_async
-from tests.chaos.harness import RedisProc
+from tests.redis_proc import RedisProc
 
 pytestmark = [pytest.mark.anyio, pytest.mark.timeout(420)]
 

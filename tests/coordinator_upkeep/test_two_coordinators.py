@@ -16,12 +16,7 @@ one job_requeued (reason lease_expired) or job_failed (failure_class worker_lost
 from __future__ import annotations
 
 import json
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -34,6 +29,7 @@ import pytest
 
 from emp import defaults
 from emp.redis.calls import Calls, ClaimedJob
+from tests.coordinator_proc import CoordinatorProc
 from tests.polling import wait_for
 from tests.redis.helpers import register, submit
 
@@ -48,58 +44,8 @@ LEASE_MS = (300, 800)
 TAKEOVER_S = defaults.LEADER_LEASE_S + defaults.LEADER_ACQUIRE_INTERVAL_S + 5
 """The killed leader's lease lapses, then the survivor's next attempt wins it (plus slack for CI)."""
 
-_REQUEUED = re.compile(r"upkeep \(token (\d+)\): .*?\brequeued (\d+)")
 
-
-@dataclass
-class Coordinator:
-    name: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    url: str = ""
-
-    def requeued(self) -> dict[int, int]:
-        """Jobs this process's upkeep requeued, per leadership token (from its log)."""
-        out: Counter[int] = Counter()
-        for m in _REQUEUED.finditer(self.log.read_text(errors="replace")):
-            out[int(m.group(1))] += int(m.group(2))
-        return dict(out)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def _start(name: str, tmp_path: Path, redis_url: str, namespace: str) -> Coordinator:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("EMP_")}
-    env.update(EMP_REDIS_URL=redis_url, EMP_STATE_DIR=str(tmp_path / name), PYTHONUNBUFFERED="1")
-    log = tmp_path / f"{name}.log"
-    with log.open("wb") as out:  # a file, not a pipe: a minute of log lines must never block it
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "emp", "--namespace", namespace, "-v", "coordinator", "--port", "0"],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=out,
-        )
-    return Coordinator(name, proc, log)
-
-
-async def _url(c: Coordinator) -> str:
-    async def serving() -> str | None:
-        assert c.proc.poll() is None, f"{c.name} exited: {c.log.read_text(errors='replace')}"
-        m = re.search(r"serving (http://\S+)", c.log.read_text(errors="replace"))
-        return m.group(1) if m else None
-
-    url: str = await wait_for(serving, timeout=30, what=f"{c.name}'s URL")
-    return url
-
-
-async def _leads(http: httpx.AsyncClient, c: Coordinator) -> bool:
+async def _leads(http: httpx.AsyncClient, c: CoordinatorProc) -> bool:
     resp = await http.get(f"{c.url}/health")
     assert resp.status_code == 200, resp.text
     return resp.json()["leader"] is True
@@ -136,13 +82,13 @@ async def _produce(calls: Calls, load: Load, stop: anyio.Event) -> None:
 async def test_two_coordinators_with_the_leader_killed_requeue_every_expired_attempt_once(
     calls: Calls, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    coordinators = [_start(name, tmp_path, redis_url, namespace) for name in ("c1", "c2")]
+    coordinators = [CoordinatorProc(name, tmp_path, redis_url, namespace) for name in ("c1", "c2")]
     try:
         for c in coordinators:
-            c.url = await _url(c)
+            await c.serving()
         async with httpx.AsyncClient(timeout=5) as http:
 
-            async def one_leader() -> Coordinator | None:
+            async def one_leader() -> CoordinatorProc | None:
                 leading = [c for c in coordinators if c.proc.poll() is None and await _leads(http, c)]
                 return leading[0] if len(leading) == 1 else None
 
@@ -154,7 +100,7 @@ async def test_two_coordinators_with_the_leader_killed_requeue_every_expired_att
                 tg.start_soon(_produce, calls, load, stop)
 
                 await anyio.sleep(KILL_AT_S)  # the schedule of the run: the kill comes at 20 s
-                first: Coordinator = await wait_for(one_leader, timeout=5, what="the leader at 20 s")
+                first: CoordinatorProc = await wait_for(one_leader, timeout=5, what="the leader at 20 s")
                 first.proc.kill()  # SIGKILL: no resignation, the lease has to lapse
                 first.proc.wait()
                 killed_at = time.monotonic()

@@ -2,24 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from emp.bench.flow_bench import measure
-from emp.redis import library
 from emp.redis.calls import Calls
-from emp.redis.client import connect
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
-    client = connect(redis_url)
-    await library.ensure_loaded(client)
-    yield Calls(client, namespace)
-    await client.aclose()
 
 
 async def test_flow_bench_tiny(calls: Calls) -> None:

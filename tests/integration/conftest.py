@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from emp.redis import library
-from emp.redis.calls import Calls
-from emp.redis.client import connect
 from tests.integration.helpers import WorkerProcs
-
-
-@pytest.fixture
-async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
-    client = connect(redis_url)
-    await library.ensure_loaded(client)
-    yield Calls(client, namespace)
-    await client.aclose()
 
 
 @pytest.fixture

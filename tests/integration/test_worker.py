@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import signal
-import socket
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 
-from emp._ports import free_port
 from emp.model.events import EventType
 from emp.model.job import Job, JobStatus
 from emp.model.retry import FailureClass
@@ -20,7 +17,7 @@ from emp.redis.calls import Calls, OutcomeCode
 from emp.redis.client import connect
 from emp.worker.runtime import Worker, WorkerConfig
 from tests.integration.helpers import WorkerProcs, wait_for, wire
-from tests.polling import poll
+from tests.redis_proc import RedisProc
 
 pytestmark = pytest.mark.anyio
 
@@ -219,9 +216,8 @@ async def test_second_sigterm_releases_at_once_and_exits_1(calls: Calls, workers
 
 
 async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(tmp_path: Path, namespace: str) -> None:
-    port = free_port()
-    url = f"redis://127.0.0.1:{port}"
-    server = _redis_server(port, tmp_path)
+    server = RedisProc(tmp_path / "redis").start()
+    url = server.url
     procs = WorkerProcs(url, namespace, tmp_path)
     try:
         client = connect(url)
@@ -230,9 +226,7 @@ async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(t
         worker = procs.start("--id", "survivor", env={"EMP_IDLE_POLL_S": "1"})
         await calls.submit([wire(payload={"steps": 0}, id="before")], 1 << 20)
         await wait_for(lambda: _is(calls, "before", "completed"), what="first job")
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=10)
-        server = _redis_server(port, tmp_path)  # empty: no functions, no keys
+        server.restart()  # SIGKILL, then a server with no persistence: no functions, no keys
         await client.aclose()
         client = connect(url)
         calls = Calls(client, namespace)
@@ -243,8 +237,7 @@ async def test_redis_restarted_empty_workers_reload_functions_and_keep_working(t
         await client.aclose()
     finally:
         procs.kill_all()
-        server.send_signal(signal.SIGKILL)
-        server.wait(timeout=10)
+        server.stop()
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -282,37 +275,6 @@ async def _submit_ok(calls: Calls, job_id: str) -> bool:
     except Exception:
         return False
     return True
-
-
-def _redis_server(port: int, tmp_path: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    poll(lambda: _answers_ping(port), timeout=10, what="redis-server to start")
-    return proc
-
-
-def _answers_ping(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2) as s:
-            s.sendall(b"PING\r\n")
-            return s.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
 
 
 async def test_a_job_id_that_is_no_file_name_still_stores_its_outputs(

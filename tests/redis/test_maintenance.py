@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -17,7 +16,6 @@ from emp.coordinator.maintenance import (
     run_maintenance_once,
 )
 from emp.model.requirements import canonicalize
-from emp.redis import library
 from emp.redis.calls import Calls
 from emp.redis.client import connect
 from tests.polling import wait_for
@@ -25,16 +23,6 @@ from tests.polling import wait_for
 pytestmark = pytest.mark.anyio
 
 WORKER_TTL_MS = 30_000
-
-
-@pytest.fixture
-async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
-    client = connect(redis_url)
-    await library.ensure_loaded(client)
-    try:
-        yield Calls(client, namespace)
-    finally:
-        await client.aclose()
 
 
 def wire(job_id: str, service: str = "comfyui", requirements: Any = None, priority: int = 50) -> dict[str, Any]:

@@ -22,7 +22,8 @@ import pytest
 
 from emp.model.schedule import Timing
 from emp.redis.calls import Calls
-from tests.coordinator_upkeep.test_two_coordinators import TAKEOVER_S, Coordinator, _leads, _start, _url
+from tests.coordinator_proc import CoordinatorProc
+from tests.coordinator_upkeep.test_two_coordinators import TAKEOVER_S, _leads
 from tests.polling import wait_for
 from tests.redis.helpers import server_ms
 from tests.schedules.helpers import add, schedule
@@ -35,10 +36,10 @@ TERM_AT_S = 40.0
 _FIRED = re.compile(r"upkeep \(token (\d+)\): .*?\bschedules_fired (\d+)")
 
 
-def fired_by_token(coordinators: list[Coordinator]) -> Counter[int]:
+def fired_by_token(coordinators: list[CoordinatorProc]) -> Counter[int]:
     out: Counter[int] = Counter()
     for c in coordinators:
-        for m in _FIRED.finditer(c.log.read_text(errors="replace")):
+        for m in _FIRED.finditer(c.log()):
             out[int(m.group(1))] += int(m.group(2))
     return out
 
@@ -46,20 +47,20 @@ def fired_by_token(coordinators: list[Coordinator]) -> Counter[int]:
 async def test_every_occurrence_is_submitted_once_across_two_coordinators_a_kill_and_a_restart(
     calls: Calls, redis_url: str, namespace: str, tmp_path: Path
 ) -> None:
-    all_started: list[Coordinator] = []
+    all_started: list[CoordinatorProc] = []
 
-    def start(name: str) -> Coordinator:
-        c = _start(name, tmp_path, redis_url, namespace)
+    def start(name: str) -> CoordinatorProc:
+        c = CoordinatorProc(name, tmp_path, redis_url, namespace)
         all_started.append(c)
         return c
 
     running = [start("c1"), start("c2")]
     try:
         for c in running:
-            c.url = await _url(c)
+            await c.serving()
         async with httpx.AsyncClient(timeout=5) as http:
 
-            async def leader() -> Coordinator | None:
+            async def leader() -> CoordinatorProc | None:
                 leading = [c for c in running if c.proc.poll() is None and await _leads(http, c)]
                 return leading[0] if len(leading) == 1 else None
 
@@ -70,13 +71,13 @@ async def test_every_occurrence_is_submitted_once_across_two_coordinators_a_kill
 
             for at_s, sig, name in ((KILL_AT_S, signal.SIGKILL, "c3"), (TERM_AT_S, signal.SIGTERM, "c4")):
                 await anyio.sleep(max(0.0, t0 + at_s - time.monotonic()))  # the run's timetable
-                lead: Coordinator = await wait_for(leader, timeout=TAKEOVER_S, what=f"the leader at {at_s:.0f} s")
+                lead: CoordinatorProc = await wait_for(leader, timeout=TAKEOVER_S, what=f"the leader at {at_s:.0f} s")
                 lead.proc.send_signal(sig)
                 lead.proc.wait(timeout=20)
                 running.remove(lead)
                 fresh = start(name)  # the restart of the one that stopped
                 running.append(fresh)
-                fresh.url = await _url(fresh)
+                await fresh.serving()
 
             await anyio.sleep(max(0.0, t0 + RUN_S - time.monotonic()))
             end = await server_ms(calls)

@@ -30,7 +30,6 @@ from emp.errors import JobValidationError
 from emp.model.job import JobStatus, parse_submission
 from emp.model.retry import FailureClass
 from emp.model.schedule import ScheduleError, check_name
-from emp.redis import library
 from emp.redis.calls import SUBMIT_FIELDS, Calls
 from emp.redis.client import connect
 from emp.storage import FileStorage, OutputSink
@@ -93,16 +92,6 @@ CASES: list[tuple[str, dict[str, Any], str, list[str]]] = [
     ("deep requirements", {"requirements": TOO_DEEP}, "requirements", ["--requirements", json.dumps(TOO_DEEP)]),
 ]
 IDS = [c[0] for c in CASES]
-
-
-@pytest.fixture
-async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
-    client = connect(redis_url)
-    try:
-        await library.ensure_loaded(client)
-        yield Calls(client, namespace)
-    finally:
-        await client.aclose()
 
 
 @pytest.fixture

@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
-
-from emp.redis import library
-from emp.redis.calls import Calls
-from emp.redis.client import connect
 
 
 def _free_port() -> int:
@@ -86,11 +82,3 @@ def s3(monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-async def calls(redis_url: str, namespace: str) -> AsyncIterator[Calls]:
-    client = connect(redis_url)
-    await library.ensure_loaded(client)
-    yield Calls(client, namespace)
-    await client.aclose()
